@@ -1,0 +1,291 @@
+"""The configuration tree: plain dataclasses loaded from YAML, validated on load.
+
+Every default lives here and nowhere else. ``load_config`` reads a YAML file (or the name of a bundled
+config such as ``default`` or ``seed``), applies ``--section.key value`` overrides, and refuses unknown
+keys, wrong types and unknown choices with a message that names the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+BUNDLED_CONFIGS = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown field, a wrong type or a value out of range."""
+
+
+@dataclass
+class CorpusConfig:
+    """One parallel corpus: aligned files, a TSV file, a saved Hugging Face dataset, or the bundled one."""
+
+    src: str | None = None  # English side of two aligned files
+    tgt: str | None = None  # Hindi side of two aligned files
+    tsv: str | None = None  # English<TAB>Hindi[<TAB>anything], such as Tatoeba's hin.txt
+    hf: str | None = None  # a Hugging Face dataset saved with save_to_disk (needs the `hf` extra)
+    hf_split: str = "train"
+    hf_field: str = "translation"  # rows look like {"translation": {"en": ..., "hi": ...}}
+    bundled: str | None = None  # `train`, `dev` or `test`: the corpus shipped inside rnnmt
+    limit: int | None = None  # keep only the first N pairs
+
+    def describe(self) -> str:
+        """A short human-readable name for logs and metadata."""
+        if self.bundled:
+            return f"bundled:{self.bundled}"
+        if self.tsv:
+            return self.tsv
+        if self.hf:
+            return f"hf:{self.hf}[{self.hf_split}]"
+        return f"{self.src} | {self.tgt}"
+
+
+@dataclass
+class DataConfig:
+    """Where the pairs come from and how they are cleaned."""
+
+    train: list[CorpusConfig] = field(default_factory=lambda: [CorpusConfig(bundled="train")])
+    dev: CorpusConfig | None = field(default_factory=lambda: CorpusConfig(bundled="dev"))
+    normalize_hindi: bool = True  # indic-nlp-library's Hindi normaliser, after NFC
+    min_words: int = 1
+    max_words: int = 60  # longer training pairs are dropped (per side, whitespace words)
+    max_ratio: float = 3.0  # drop pairs whose word-length ratio exceeds this
+    dedup: bool = True
+
+
+@dataclass
+class VocabConfig:
+    """Subword (SentencePiece) or word vocabularies."""
+
+    kind: Literal["sentencepiece", "word"] = "sentencepiece"
+    joint: bool = False  # one SentencePiece model for both languages
+    src_size: int = 8000
+    tgt_size: int = 8000
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    min_freq: int = 1  # word mode: drop rarer words to <unk>
+
+
+@dataclass
+class ModelConfig:
+    """The encoder-decoder of the seed note, with the field's usual options."""
+
+    cell: Literal["rnn", "gru", "lstm"] = "gru"
+    emb_size: int = 256
+    hidden_size: int = 512
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    bidirectional: bool = False
+    attention: Literal["none", "bahdanau", "luong_dot", "luong_general"] = "none"
+    input_feeding: bool = False
+    dropout: float = 0.1
+    h0: Literal["zeros", "learned"] = "zeros"
+    init: Literal["xavier", "uniform", "pytorch"] = "xavier"
+    init_scale: float = 0.1  # the bound of `uniform` init
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    lr: float = 1e-3
+    batch_tokens: int = 2000  # target tokens per batch, padding included
+    max_steps: int = 0  # 0: no step limit
+    max_epochs: int = 30
+    max_minutes: float = 0.0  # 0: no time limit
+    clip_norm: float = 1.0
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0
+    lr_factor: float = 0.5  # reduce on plateau of the dev loss
+    lr_patience: int = 2
+    min_lr: float = 1e-5
+    valid_every: int = 200  # steps
+    valid_sentences: int = 500  # dev sentences decoded for BLEU/chrF++ at each validation
+    patience: int = 8  # validations without a better dev chrF++ before stopping early
+    log_every: int = 20
+    seed: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, off on the CPU
+    threads: int = 0  # torch threads on the CPU; 0 keeps torch's default
+
+
+@dataclass
+class SearchConfig:
+    """How translations are searched for."""
+
+    beam_size: int = 1  # 1: greedy, the seed's argmax (step 9)
+    n_best: int = 1
+    length_penalty: float = 1.0  # alpha of GNMT's ((5 + |y|) / 6) ** alpha; 0 turns it off
+    max_len_ratio: float = 2.0  # at most this many target tokens per source token ...
+    max_len: int = 200  # ... and never more than this
+    max_src_len: int = 400  # longer inputs are cut to this many tokens
+    batch_size: int = 64  # sentences per batch when translating
+    replace_unk: bool = True  # copy the most attended source word where the output is <unk>
+
+
+@dataclass
+class Config:
+    """The whole tree, one section per concept."""
+
+    name: str = "rnnmt"
+    data: DataConfig = field(default_factory=DataConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The tree as plain data, ready for YAML."""
+        return dataclasses.asdict(self)
+
+
+def load_config(source: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (a path or a bundled name) and apply ``--section.key value`` overrides."""
+    path = resolve_config_path(source)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for key, value in parse_overrides(overrides or []):
+        set_dotted(raw, key, value)
+    return config_from_dict(raw, where=str(path))
+
+
+def resolve_config_path(source: str | Path) -> Path:
+    """A file path as given, or the bundled config of that name (``default``, ``seed``, ...)."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    bundled = BUNDLED_CONFIGS / f"{source}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(sorted(p.stem for p in BUNDLED_CONFIGS.glob("*.yaml")))
+    raise ConfigError(f"config {source!s} is neither a file nor a bundled config ({names})")
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:
+    """Build and validate a Config from plain data."""
+    config = build(Config, raw, where)
+    validate(config, where)
+    return config
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
+    """Turn ``["--train.lr", "3e-4", "--model.cell=lstm"]`` into ``[("train.lr", 3e-4), ...]``."""
+    pairs, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or "." not in arg:
+            raise ConfigError(f"override {arg!r} must look like --section.key value")
+        if "=" in arg:
+            key, text = arg[2:].split("=", 1)
+            i += 1
+        elif i + 1 < len(args):
+            key, text = arg[2:], args[i + 1]
+            i += 2
+        else:
+            raise ConfigError(f"override {arg} has no value")
+        pairs.append((key, yaml.safe_load(text)))
+    return pairs
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``raw["a"]["b"] = value`` for the key ``a.b``."""
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+    node[last] = value
+
+
+def build(cls: type, raw: Any, where: str, path: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, checking every key and type; ``path`` names the section."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {path or 'the config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {path + unknown[0]!r}; allowed: {', '.join(names)}")
+    return cls(**{key: coerce(hints[key], value, where, f"{path}{key}") for key, value in raw.items()})
+
+
+def coerce(hint: Any, value: Any, where: str, path: str) -> Any:
+    """Check ``value`` against the type hint ``hint`` and convert what is safe to convert."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return coerce(inner, value, where, path)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {path} is {value!r}; allowed values: {', '.join(map(str, args))}")
+        return value
+    if origin is list:
+        items = value if isinstance(value, list) else [value]
+        return [coerce(args[0], item, where, f"{path}[{i}]") for i, item in enumerate(items)]
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where, f"{path}.")
+    if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)  # YAML reads 3e-4 (no dot) as a string
+        except ValueError:
+            pass
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {path} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def validate(config: Config, where: str) -> None:
+    """Range checks that types alone cannot express."""
+    m, t, s = config.model, config.train, config.search
+    positive = {"model.emb_size": m.emb_size, "model.hidden_size": m.hidden_size,
+                "model.encoder_layers": m.encoder_layers, "model.decoder_layers": m.decoder_layers,
+                "train.lr": t.lr, "train.batch_tokens": t.batch_tokens, "train.valid_every": t.valid_every,
+                "search.beam_size": s.beam_size, "search.n_best": s.n_best, "search.max_len": s.max_len,
+                "search.batch_size": s.batch_size, "vocab.src_size": config.vocab.src_size,
+                "vocab.tgt_size": config.vocab.tgt_size}
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{where}: {name} must be positive, got {value}")
+    if not 0.0 <= m.dropout < 1.0:
+        raise ConfigError(f"{where}: model.dropout must be in [0, 1), got {m.dropout}")
+    if not 0.0 <= t.label_smoothing < 1.0:
+        raise ConfigError(f"{where}: train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if s.n_best > s.beam_size:
+        raise ConfigError(f"{where}: search.n_best ({s.n_best}) cannot exceed search.beam_size ({s.beam_size})")
+    if m.input_feeding and m.attention == "none":
+        raise ConfigError(f"{where}: model.input_feeding needs an attention other than none")
+    for i, corpus in enumerate(config.data.train + ([config.data.dev] if config.data.dev else [])):
+        check_corpus(corpus, f"{where}: data corpus {i}")
+
+
+def check_corpus(corpus: CorpusConfig, where: str) -> None:
+    """Exactly one kind of source per corpus, and aligned files come in pairs."""
+    kinds = [k for k in ("tsv", "hf", "bundled") if getattr(corpus, k)]
+    if corpus.src or corpus.tgt:
+        if not (corpus.src and corpus.tgt):
+            raise ConfigError(f"{where}: aligned files need both src and tgt")
+        kinds.append("src/tgt")
+    if len(kinds) != 1:
+        raise ConfigError(f"{where}: give exactly one of src/tgt, tsv, hf or bundled (got {kinds or 'none'})")
+    if corpus.bundled and corpus.bundled not in ("train", "dev", "test"):
+        raise ConfigError(f"{where}: bundled is {corpus.bundled!r}; allowed values: train, dev, test")
+
+
+def config_to_yaml(config: Config) -> str:
+    """The config as YAML text, which ``load_config`` reads back to an equal Config."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,110 @@
+"""The decoder: the right column of the seed's table, steps 1 to 10."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rnnmt.attention import make_attention
+from rnnmt.cells import State, make_recurrence
+from rnnmt.config import ModelConfig
+from rnnmt.vocabulary import PAD
+
+
+@dataclass
+class Memory:
+    """The encoder states the decoder attends over, with their keys computed once."""
+
+    states: Tensor  # batch x src_len x memory
+    keys: Tensor  # batch x src_len x key
+    mask: Tensor  # batch x src_len, True at real tokens
+
+    def select(self, index: Tensor) -> Memory:
+        """Rows ``index`` of the batch (to expand or reorder beams)."""
+        return Memory(self.states.index_select(0, index), self.keys.index_select(0, index),
+                      self.mask.index_select(0, index))
+
+
+@dataclass
+class DecoderState:
+    """s_{t-1} of every layer, plus the attentional output fed to the next step under input feeding."""
+
+    hidden: State  # layers x batch x hidden (a pair for the LSTM)
+    feed: Tensor | None = None  # batch x 1 x hidden
+
+    def select(self, index: Tensor) -> DecoderState:
+        """Rows ``index`` of the batch (to expand or reorder beams)."""
+        if isinstance(self.hidden, tuple):
+            hidden = tuple(h.index_select(1, index) for h in self.hidden)
+        else:
+            hidden = self.hidden.index_select(1, index)
+        return DecoderState(hidden, None if self.feed is None else self.feed.index_select(0, index))
+
+
+class Decoder(nn.Module):
+    """``s_t = tanh(W_dec s_{t-1} + V y_t + c)`` over the previous word y_t, then ``softmax(V s_t + c)``.
+
+    In the seed's notation the recurrence's weights are the cell's ``W`` (W_dec), ``U`` (V, on the
+    embedded previous word y_t) and ``b`` (c); ``output`` holds the V and c of the output equation.
+    With attention, the output reads ``tanh(W_c [s_t; ctx_t])`` instead of s_t alone.
+    Without attention, or with Luong attention and no input feeding, teacher-forced training runs the
+    whole target in one fused call; Bahdanau attention and input feeding need one step at a time.
+    """
+
+    def __init__(self, vocab_size: int, config: ModelConfig, memory_size: int):
+        super().__init__()
+        hidden = config.hidden_size
+        self.kind = config.attention
+        self.input_feeding = config.input_feeding
+        self.embed = nn.Embedding(vocab_size, config.emb_size, padding_idx=PAD)
+        self.dropout = nn.Dropout(config.dropout)
+        self.attention = make_attention(config.attention, hidden, memory_size)
+        extra = memory_size if self.kind == "bahdanau" else hidden if self.input_feeding else 0
+        self.rnn = make_recurrence(config.cell, config.emb_size + extra, hidden, config.decoder_layers,
+                                   config.dropout)
+        self.combine = nn.Linear(hidden + memory_size, hidden) if self.attention else None
+        self.output = nn.Linear(hidden, vocab_size)  # logits = V s_t + c (steps 7-8)
+
+    @property
+    def stepwise(self) -> bool:
+        """Whether each step needs the previous step's attention (Bahdanau, input feeding)."""
+        return self.kind == "bahdanau" or self.input_feeding
+
+    def forward(self, y: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """Logits for every position of ``y`` (batch x tgt_len) under teacher forcing."""
+        if self.stepwise:
+            logits, alphas = [], []
+            for t in range(y.size(1)):
+                step_logits, state, alpha = self.step(y[:, t : t + 1], state, memory)
+                logits.append(step_logits)
+                alphas.append(alpha)
+            return torch.cat(logits, dim=1), state, torch.cat(alphas, dim=1)
+        s, hidden = self.rnn(self.dropout(self.embed(y)), state.hidden)  # batch x tgt_len x hidden
+        out, alpha = self.attend(s, memory)
+        return self.output(self.dropout(out)), DecoderState(hidden), alpha
+
+    def step(self, y: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """One decoder step (steps 6-8): y is batch x 1, the word chosen last; returns logits batch x 1 x V."""
+        x = self.dropout(self.embed(y))  # batch x 1 x emb
+        if self.kind == "bahdanau":
+            top = (state.hidden[0] if isinstance(state.hidden, tuple) else state.hidden)[-1:]  # 1 x batch x hidden
+            context, alpha = self.attention(top.transpose(0, 1), memory.keys, memory.states, memory.mask)
+            s, hidden = self.rnn(torch.cat([x, context], dim=-1), state.hidden)
+            out = torch.tanh(self.combine(torch.cat([s, context], dim=-1)))
+        else:
+            if self.input_feeding:
+                feed = state.feed if state.feed is not None else x.new_zeros(x.size(0), 1, self.output.in_features)
+                x = torch.cat([x, feed], dim=-1)
+            s, hidden = self.rnn(x, state.hidden)  # batch x 1 x hidden
+            out, alpha = self.attend(s, memory)
+        feed = out if self.input_feeding else None
+        return self.output(self.dropout(out)), DecoderState(hidden, feed), alpha
+
+    def attend(self, s: Tensor, memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """Luong's attentional output ``tanh(W_c [s_t; ctx_t])``, or s_t itself without attention."""
+        if self.attention is None:
+            return s, None
+        context, alpha = self.attention(s, memory.keys, memory.states, memory.mask)
+        return torch.tanh(self.combine(torch.cat([s, context], dim=-1))), alpha

@@ -1,0 +1,125 @@
+"""The model folder: everything needed to use a trained model, so that moving the folder moves the model.
+
+    MODEL/
+      config.yaml           the full config it was trained with
+      src.model, tgt.model  SentencePiece models (or src.vocab, tgt.vocab in word mode)
+      weights.safetensors   the best weights
+      metadata.json         format version, training data, sizes, scores, time
+      checkpoints/last.pt   training state for --resume (not needed to translate)
+
+Every file is written atomically: to a temporary file beside it, then renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rnnmt.config import Config, ConfigError, config_to_yaml, load_config
+from rnnmt.vocabulary import SentencePieceTokenizer, Tokenizer, WordTokenizer, tokenizer_from_file
+
+FORMAT_VERSION = 1
+CONFIG, WEIGHTS, METADATA, LAST = "config.yaml", "weights.safetensors", "metadata.json", "checkpoints/last.pt"
+
+
+class ModelFolderError(FileNotFoundError):
+    """A model folder is missing, or lacks one of its parts."""
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def tokenizer_name(side: str, tokenizer: Tokenizer) -> str:
+    suffix = SentencePieceTokenizer.suffix if isinstance(tokenizer, SentencePieceTokenizer) else WordTokenizer.suffix
+    return side + suffix
+
+
+def save_tokenizers(folder: Path, src: Tokenizer, tgt: Tokenizer) -> None:
+    for side, tokenizer in (("src", src), ("tgt", tgt)):
+        write_bytes(folder / tokenizer_name(side, tokenizer), tokenizer.to_bytes())
+
+
+def save_config(folder: Path, config: Config) -> None:
+    write_bytes(folder / CONFIG, config_to_yaml(config).encode("utf-8"))
+
+
+def save_weights(folder: Path, model: torch.nn.Module) -> None:
+    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    atomic_write(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "rnnmt"}))
+
+
+def save_metadata(folder: Path, metadata: dict[str, Any]) -> None:
+    write_json(folder / METADATA, {"format_version": FORMAT_VERSION, **metadata})
+
+
+@dataclass
+class ModelFolder:
+    """The parts of a model folder, read from disk."""
+
+    path: Path
+    config: Config
+    src: Tokenizer
+    tgt: Tokenizer
+    weights: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+
+
+def find_tokenizer(folder: Path, side: str) -> Path:
+    for suffix in (SentencePieceTokenizer.suffix, WordTokenizer.suffix):
+        if (folder / f"{side}{suffix}").is_file():
+            return folder / f"{side}{suffix}"
+    raise ModelFolderError(f"{folder}: no {side}.model or {side}.vocab (the {side} tokenizer)")
+
+
+def require(folder: Path, name: str) -> Path:
+    if not (folder / name).is_file():
+        raise ModelFolderError(f"{folder}: missing {name}; a model folder needs {CONFIG}, src/tgt tokenizers,"
+                               f" {WEIGHTS} and {METADATA}")
+    return folder / name
+
+
+def load_tokenizers(folder: Path) -> tuple[Tokenizer, Tokenizer]:
+    return tokenizer_from_file(find_tokenizer(folder, "src")), tokenizer_from_file(find_tokenizer(folder, "tgt"))
+
+
+def read_model_folder(path: str | Path) -> ModelFolder:
+    """Read every part of a model folder, naming the first part that is missing or unreadable."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelFolderError(f"{folder}: no such model folder")
+    config_path, weights_path, meta_path = (require(folder, n) for n in (CONFIG, WEIGHTS, METADATA))
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        raise ModelFolderError(f"{folder}: {err}") from err
+    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    if metadata.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFolderError(f"{folder}: format {metadata['format_version']} is newer than this rnnmt reads")
+    src, tgt = load_tokenizers(folder)
+    return ModelFolder(folder, config, src, tgt, load_file(str(weights_path)), metadata)

@@ -1,0 +1,135 @@
+"""Search: the seed's greedy argmax (step 9), and batched beam search.
+
+Both work on whole batches of sentences with no Python loop over sentences, only over output steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rnnmt.model import Seq2Seq
+from rnnmt.vocabulary import BOS, EOS
+
+
+@dataclass
+class Hypothesis:
+    """One translation as token ids, with its model score and attention."""
+
+    ids: list[int]  # Hindi token ids, without <s> and </s>
+    log_prob: float  # log P(ids + </s> | source) under the model
+    score: float  # what the search ranked by: log_prob, divided by the length penalty in beam search
+    attention: Tensor | None  # (len(ids) + 1) x src_len, the last row for </s>; None without attention
+
+
+def length_limits(src_len: Tensor, ratio: float, cap: int) -> Tensor:
+    """The most output tokens (</s> included) each sentence may get."""
+    return torch.clamp(torch.ceil(src_len.float() * ratio).long() + 1, max=cap)
+
+
+@torch.no_grad()
+def greedy_search(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 2.0,
+                  max_len: int = 200) -> list[Hypothesis]:
+    """Pick the most probable word at every step until </s> or the length limit (steps 6-10)."""
+    batch = src.size(0)
+    _, memory, state = model.encode(src, src_len)
+    limits = length_limits(src_len, max_len_ratio, max_len).to(src.device)
+    y = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
+    done = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    tokens, log_probs, alphas = [], [], []
+    for t in range(int(limits.max())):
+        logits, state, alpha = model.decoder.step(y, state, memory)
+        step_log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # batch x V (step 8)
+        best, y = step_log_probs.max(dim=-1, keepdim=True)  # step 9
+        y = torch.where((t + 1 >= limits)[:, None] & ~done[:, None], torch.full_like(y, EOS), y)
+        tokens.append(y[:, 0])
+        log_probs.append(step_log_probs.gather(1, y)[:, 0].masked_fill(done, 0.0))
+        alphas.append(alpha)
+        done |= y[:, 0] == EOS
+        if bool(done.all()):
+            break
+    return collect_greedy(torch.stack(tokens, 1), torch.stack(log_probs, 1), alphas)
+
+
+def collect_greedy(tokens: Tensor, log_probs: Tensor, alphas: list[Tensor | None]) -> list[Hypothesis]:
+    """Cut each row at its first </s> and package it."""
+    attention = torch.cat(alphas, dim=1) if alphas[0] is not None else None  # batch x steps x src_len
+    hypotheses = []
+    for row in range(tokens.size(0)):
+        ids = tokens[row].tolist()
+        length = ids.index(EOS) if EOS in ids else len(ids) - 1
+        total = float(log_probs[row, : length + 1].sum())
+        weights = attention[row, : length + 1] if attention is not None else None
+        hypotheses.append(Hypothesis(ids[:length], total, total, weights))
+    return hypotheses
+
+
+@torch.no_grad()
+def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int, n_best: int = 1,
+                length_penalty: float = 1.0, max_len_ratio: float = 2.0, max_len: int = 200) -> list[list[Hypothesis]]:
+    """Keep the ``beam_size`` best prefixes of every sentence at once; return each one's ``n_best``.
+
+    All sentences' beams live in one batch of batch * beam rows. A finished beam stays in place and can only
+    be extended by </s> at no cost, so it keeps competing on its score. Finals are ranked by
+    ``log_prob / ((5 + length) / 6) ** length_penalty`` (Wu et al., 2016); beam size 1 is greedy search.
+    """
+    batch, k = src.size(0), beam_size
+    _, memory, state = model.encode(src, src_len)
+    rows = torch.arange(batch, device=src.device).repeat_interleave(k)  # (batch * k)
+    memory, state = memory.select(rows), state.select(rows)
+    limits = length_limits(src_len, max_len_ratio, max_len).to(src.device).repeat_interleave(k)
+    scores = torch.full((batch, k), float("-inf"), device=src.device)
+    scores[:, 0] = 0.0  # only the first beam is live before the first word
+    y = torch.full((batch * k, 1), BOS, dtype=torch.long, device=src.device)
+    finished = torch.zeros(batch * k, dtype=torch.bool, device=src.device)
+    trail: list[tuple[Tensor, Tensor, Tensor | None]] = []  # (origin, token, alpha) per step
+    for t in range(int(limits.max())):
+        logits, state, alpha = model.decoder.step(y, state, memory)
+        log_probs = constrain(torch.log_softmax(logits[:, -1].float(), dim=-1), finished, t + 1 >= limits)
+        vocab = log_probs.size(-1)
+        best, index = (scores.view(-1, 1) + log_probs).view(batch, k * vocab).topk(k, dim=1)  # batch x k
+        origin = (index // vocab + torch.arange(batch, device=src.device)[:, None] * k).view(-1)
+        token = (index % vocab).view(-1)
+        trail.append((origin, token, alpha))
+        state, scores, y = state.select(origin), best, token[:, None]
+        finished = finished[origin] | (token == EOS)
+        if bool(finished.all()):
+            break
+    return collect_beams(trail, scores, batch, k, n_best, length_penalty)
+
+
+def constrain(log_probs: Tensor, finished: Tensor, at_limit: Tensor) -> Tensor:
+    """Finished rows may only add </s> at no cost; rows at their length limit must end now."""
+    eos = log_probs[:, EOS].clone()
+    forced = finished | at_limit
+    log_probs = log_probs.masked_fill(forced[:, None], float("-inf"))
+    log_probs[:, EOS] = torch.where(finished, torch.zeros_like(eos), eos)
+    return log_probs
+
+
+def collect_beams(trail: list, scores: Tensor, batch: int, k: int, n_best: int,
+                  length_penalty: float) -> list[list[Hypothesis]]:
+    """Follow the back-pointers from each final beam, cut at </s>, rank and keep the n best."""
+    row = torch.arange(batch * k, device=scores.device)
+    tokens, alphas = [], []
+    for origin, token, alpha in reversed(trail):
+        tokens.append(token[row])
+        row = origin[row]  # alpha was computed before this step's reordering
+        alphas.append(alpha[row] if alpha is not None else None)
+    tokens = torch.stack(tokens[::-1], 1).tolist()
+    attention = torch.cat(alphas[::-1], 1) if alphas[0] is not None else None  # (batch * k) x steps x src
+    results = []
+    for b in range(batch):
+        finals = []
+        for i in range(b * k, (b + 1) * k):
+            ids = tokens[i]
+            length = ids.index(EOS) if EOS in ids else len(ids) - 1
+            total = float(scores.view(-1)[i])
+            penalty = ((5.0 + length + 1) / 6.0) ** length_penalty
+            weights = attention[i, : length + 1] if attention is not None else None
+            finals.append(Hypothesis(ids[:length], total, total / penalty, weights))
+        finals.sort(key=lambda h: h.score, reverse=True)
+        results.append(finals[:n_best])
+    return results

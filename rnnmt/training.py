@@ -1,0 +1,263 @@
+"""Training: teacher forcing, cross-entropy over real tokens, Adam, clipping, validation and checkpoints.
+
+A run writes a model folder (see ``model_folder``) and can be killed at any moment: ``--resume`` picks
+up from the last checkpoint with the optimizer, the scheduler, the step and the data order restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from rnnmt import __version__
+from rnnmt.batching import Batch, Example, bucket_batches, collate, encode_pairs
+from rnnmt.config import Config
+from rnnmt.data import Pair, load_pairs
+from rnnmt.metrics import corpus_scores
+from rnnmt.model import Seq2Seq, build_model
+from rnnmt.model_folder import (
+    LAST,
+    atomic_write,
+    load_tokenizers,
+    save_config,
+    save_metadata,
+    save_tokenizers,
+    save_weights,
+)
+from rnnmt.plotting import plot_losses
+from rnnmt.translator import Translator, pick_device
+from rnnmt.vocabulary import PAD, Tokenizer, train_tokenizers
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue as asked."""
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of this epoch already done
+    seconds: float = 0.0
+    best_chrf: float = -1.0
+    best: dict[str, Any] = field(default_factory=dict)
+    bad_validations: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Make a run repeatable: Python, NumPy and torch draw the same numbers."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def sequence_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Summed cross-entropy over non-pad target tokens: logits batch x len x V, target batch x len."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=PAD,
+                           label_smoothing=label_smoothing, reduction="sum")
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 on CUDA under ``auto``, none on the CPU unless asked for."""
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+class Trainer:
+    """One training run into one model folder."""
+
+    def __init__(self, config: Config, folder: str | Path, resume: bool = False, overwrite: bool = False):
+        self.config, self.folder = config, Path(folder)
+        self.checkpoint = self.folder / LAST
+        if self.checkpoint.exists() and not (resume or overwrite):
+            raise TrainingError(f"{self.folder} already holds a training run; pass --resume to continue it"
+                                " or --overwrite to start again")
+        self.resuming = resume and self.checkpoint.exists()
+        t = config.train
+        seed_everything(t.seed)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = pick_device(t.device)
+        self.amp = autocast_dtype(t.amp, self.device)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.src, self.tgt, self.examples, self.dev = self.prepare_data()
+        self.model = build_model(config.model, self.src.size, self.tgt.size).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+                                          fused=self.device.type in ("cpu", "cuda"))
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr)
+        self.progress = Progress()
+        if self.resuming:
+            self.load_checkpoint()
+        self.clock, self.seconds_before = time.perf_counter(), self.progress.seconds
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, across resumed runs."""
+        return self.seconds_before + time.perf_counter() - self.clock
+
+    def prepare_data(self) -> tuple[Tokenizer, Tokenizer, list[Example], list[Pair]]:
+        """Read and clean the corpora; learn (or, on resume, reload) the vocabularies."""
+        d, v = self.config.data, self.config.vocab
+        train = load_pairs(d.train, d)
+        dev = load_pairs([d.dev], d, filter_lengths=False) if d.dev else []
+        if self.resuming:
+            src, tgt = load_tokenizers(self.folder)
+        else:
+            src, tgt = train_tokenizers([en for en, _ in train], [hi for _, hi in train], v.kind, v.joint,
+                                        v.src_size, v.tgt_size, v.model_type, v.min_freq)
+            save_tokenizers(self.folder, src, tgt)
+            save_config(self.folder, self.config)
+        log.info("vocabularies: %d English and %d Hindi tokens (%s)", src.size, tgt.size, v.kind)
+        return src, tgt, encode_pairs(train, src, tgt, self.config.search.max_src_len), dev
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed %s at step %d (epoch %d, batch %d)", self.folder, self.progress.step,
+                 self.progress.epoch + 1, self.progress.batch_in_epoch)
+
+    def save_checkpoint(self) -> None:
+        self.progress.seconds = self.elapsed()
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "progress": dataclasses.asdict(self.progress),
+                 "torch_rng": torch.get_rng_state()}
+        atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The batches of ``epoch``: the same every time for the same seed, so a resumed run sees the same."""
+        return bucket_batches(self.examples, self.config.train.batch_tokens, self.config.train.seed * 1009 + epoch)
+
+    def train_step(self, batch: Batch) -> float:
+        """One teacher-forced update; returns the loss per target token."""
+        t = self.config.train
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            logits = self.model(batch.src, batch.src_len, batch.tgt_in)  # batch x tgt_len x V
+        loss = sequence_loss(logits, batch.tgt_out, t.label_smoothing) / batch.tokens
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+        self.optimizer.step()
+        return loss.item()
+
+    def out_of_budget(self) -> bool:
+        t, p = self.config.train, self.progress
+        return bool((t.max_steps and p.step >= t.max_steps) or (t.max_minutes and self.elapsed() >= 60 * t.max_minutes))
+
+    def run(self) -> dict[str, Any]:
+        """Train until the epoch, step or time budget runs out or dev chrF++ stops improving."""
+        t, p = self.config.train, self.progress
+        stop = False
+        log.info("training %s: %s parameters on %s", self.config.name, f"{count_parameters(self.model):,}",
+                 self.device)
+        bar = tqdm(total=t.max_steps or None, initial=p.step, unit="step", dynamic_ncols=True, mininterval=1.0)
+        tokens, window = 0, time.perf_counter()
+        while p.epoch < t.max_epochs and not stop:
+            batches = self.epoch_batches(p.epoch)
+            for indices in batches[p.batch_in_epoch :]:
+                self.model.train()
+                batch = collate([self.examples[i] for i in indices]).to(self.device)
+                loss = self.train_step(batch)
+                p.step, p.batch_in_epoch, tokens = p.step + 1, p.batch_in_epoch + 1, tokens + batch.tokens
+                bar.update(1)
+                if p.step % t.log_every == 0:
+                    rate = tokens / max(time.perf_counter() - window, 1e-9)
+                    bar.set_postfix(epoch=p.epoch + 1, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+                    p.history.append({"step": p.step, "train_loss": loss, "tokens_per_s": rate})
+                    tokens, window = 0, time.perf_counter()
+                if p.step % t.valid_every == 0:
+                    stop = self.validate()
+                if stop or self.out_of_budget():
+                    stop = True
+                    break
+            else:
+                p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+        bar.close()
+        if not p.history or "dev_chrf" not in p.history[-1]:
+            self.validate()
+        return self.finish()
+
+    def validate(self) -> bool:
+        """Dev loss and dev BLEU/chrF++; keep the best weights; say whether to stop early."""
+        p, t = self.progress, self.config.train
+        record: dict[str, Any] = {"step": p.step, "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.dev:
+            record.update(self.evaluate_dev())
+            self.scheduler.step(record["dev_loss"])
+        improved = record.get("dev_chrf", 0.0) > p.best_chrf or not self.dev
+        if improved:
+            p.best_chrf, p.best, p.bad_validations = record.get("dev_chrf", 0.0), record, 0
+            save_weights(self.folder, self.model)
+        else:
+            p.bad_validations += 1
+        p.history.append(record)
+        self.save_checkpoint()
+        plot_losses(p.history, self.folder / "loss.png")
+        log.info("step %d: %s%s", p.step, ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                                                    if isinstance(v, float)), " (best)" if improved else "")
+        return bool(self.dev) and p.bad_validations >= t.patience
+
+    @torch.no_grad()
+    def evaluate_dev(self) -> dict[str, float]:
+        """Teacher-forced dev loss, and greedy translations of the first dev sentences scored by sacreBLEU."""
+        self.model.eval()
+        examples = encode_pairs(self.dev, self.src, self.tgt, self.config.search.max_src_len)
+        total, tokens = 0.0, 0
+        for start in range(0, len(examples), 64):
+            batch = collate(examples[start : start + 64]).to(self.device)
+            total += float(sequence_loss(self.model(batch.src, batch.src_len, batch.tgt_in), batch.tgt_out))
+            tokens += batch.tokens
+        sample = self.dev[: self.config.train.valid_sentences]
+        translator = Translator(self.model, self.config, self.src, self.tgt, device=self.device)
+        hypotheses = translator.translate([en for en, _ in sample], beam_size=1)
+        scores = corpus_scores(hypotheses, [hi for _, hi in sample])
+        return {"dev_loss": total / tokens, "dev_ppl": math.exp(min(total / tokens, 50)),
+                "dev_bleu": scores.bleu, "dev_chrf": scores.chrf}
+
+    def finish(self) -> dict[str, Any]:
+        """Write the metadata of the finished run and return it."""
+        p, d = self.progress, self.config.data
+        self.save_checkpoint()
+        metadata = {
+            "rnnmt_version": __version__, "torch_version": torch.__version__, "name": self.config.name,
+            "languages": {"source": "en", "target": "hi"},
+            "training_data": [c.describe() for c in d.train], "dev_data": d.dev.describe() if d.dev else None,
+            "training_pairs": len(self.examples), "vocab_sizes": {"src": self.src.size, "tgt": self.tgt.size},
+            "parameters": count_parameters(self.model), "steps": p.step, "epochs_completed": p.epoch,
+            "training_seconds": round(p.seconds, 1),
+            "device": str(self.device), "best": p.best,
+        }
+        save_metadata(self.folder, metadata)
+        log.info("done: %d steps in %.1f min; best dev %s", p.step, p.seconds / 60,
+                 {k: round(v, 2) for k, v in p.best.items() if k.startswith("dev_")})
+        return metadata
+
+
+def count_parameters(model: Seq2Seq) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train(config: Config, folder: str | Path, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train a model into ``folder`` and return its metadata."""
+    return Trainer(config, folder, resume, overwrite).run()

@@ -1,0 +1,140 @@
+"""The public face of rnnmt: load a model folder, then translate and score.
+
+    >>> from rnnmt import Translator
+    >>> Translator.load("models/default").translate(["How are you?"])
+    ['आप कैसे हैं?']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnmt.batching import collate, encode_source, pad
+from rnnmt.config import Config
+from rnnmt.data import normalize_english, normalize_hindi
+from rnnmt.model import Seq2Seq
+from rnnmt.model_folder import read_model_folder
+from rnnmt.search import Hypothesis, beam_search, greedy_search
+from rnnmt.vocabulary import PAD, UNK, Tokenizer
+
+
+@dataclass
+class Translation:
+    """One translated sentence, with what the model saw and did to produce it."""
+
+    source: str
+    text: str
+    log_prob: float  # log P(translation + </s> | source)
+    src_pieces: list[str] = field(default_factory=list)  # English tokens, </s> last
+    tgt_pieces: list[str] = field(default_factory=list)  # Hindi tokens, </s> last
+    attention: list[list[float]] | None = None  # len(tgt_pieces) x len(src_pieces), rows sum to 1
+    n_best: list[tuple[str, float]] = field(default_factory=list)  # (text, search score), best first
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA when asked for or available under ``auto``, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Translator:
+    """A trained model with its tokenizers and search settings."""
+
+    def __init__(self, model: Seq2Seq, config: Config, src: Tokenizer, tgt: Tokenizer,
+                 metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config, self.src, self.tgt = config, src, tgt
+        self.metadata = metadata or {}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> Translator:
+        """Load a model folder written by ``rnnmt train``."""
+        folder = read_model_folder(path)
+        model = Seq2Seq(folder.config.model, folder.src.size, folder.tgt.size)
+        model.load_state_dict(folder.weights)
+        return cls(model, folder.config, folder.src, folder.tgt, folder.metadata, pick_device(device))
+
+    def translate(self, texts: str | list[str], beam_size: int | None = None) -> str | list[str]:
+        """Hindi for each English text (a str for a str); an empty text gives an empty translation."""
+        if isinstance(texts, str):
+            return self.translate_full([texts], beam_size)[0].text
+        return [t.text for t in self.translate_full(texts, beam_size)]
+
+    def translate_stream(self, lines: Iterable[str], beam_size: int | None = None, chunk: int = 1024) -> Iterator[str]:
+        """Translate an endless stream in chunks, yielding results in input order as each chunk is done."""
+        lines = iter(lines)
+        while block := list(islice(lines, chunk)):
+            yield from self.translate(block, beam_size)
+
+    def translate_full(self, texts: list[str], beam_size: int | None = None,
+                       n_best: int | None = None) -> list[Translation]:
+        """Translations with scores, tokens, attention and n-best lists."""
+        beam_size = beam_size or self.config.search.beam_size
+        n_best = min(n_best or self.config.search.n_best, beam_size)
+        sources = [normalize_english(text) for text in texts]
+        results: list[Translation | None] = [Translation(s, "", 0.0) if not s else None for s in sources]
+        todo = sorted((i for i, s in enumerate(sources) if s), key=lambda i: len(sources[i]))
+        size = self.config.search.batch_size
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            found = self.search([sources[i] for i in chunk], beam_size, n_best)
+            for i, hypotheses in zip(chunk, found, strict=True):
+                results[i] = self.package(sources[i], hypotheses)
+        return results
+
+    def search(self, sources: list[str], beam_size: int, n_best: int) -> list[list[Hypothesis]]:
+        """Run greedy or beam search on one batch of normalised sentences."""
+        s = self.config.search
+        ids = [encode_source(self.src, text, s.max_src_len) for text in sources]
+        src, src_len = pad(ids).to(self.device), torch.tensor([len(i) for i in ids], device=self.device)
+        if beam_size == 1:
+            return [[h] for h in greedy_search(self.model, src, src_len, s.max_len_ratio, s.max_len)]
+        return beam_search(self.model, src, src_len, beam_size, n_best, s.length_penalty, s.max_len_ratio, s.max_len)
+
+    def package(self, source: str, hypotheses: list[Hypothesis]) -> Translation:
+        """Turn the best hypotheses into text, copying a source word wherever the output is <unk>."""
+        src_pieces = self.src.pieces(source)[: self.config.search.max_src_len - 1] + ["</s>"]
+        best = hypotheses[0]
+        texts = [self.detokenize(h, src_pieces) for h in hypotheses]
+        attention = best.attention.float().cpu().tolist() if best.attention is not None else None
+        return Translation(source, texts[0], best.log_prob, src_pieces,
+                           [self.tgt.piece(i) for i in best.ids] + ["</s>"], attention,
+                           [(text, h.score) for text, h in zip(texts, hypotheses, strict=True)])
+
+    def detokenize(self, hypothesis: Hypothesis, src_pieces: list[str]) -> str:
+        pieces = [self.tgt.piece(i) for i in hypothesis.ids]
+        if self.config.search.replace_unk and hypothesis.attention is not None and UNK in hypothesis.ids:
+            words = self.src.words_of(src_pieces[:-1]) + [""]
+            for t, token in enumerate(hypothesis.ids):
+                if token == UNK:
+                    pieces[t] = "\u2581" + words[int(hypothesis.attention[t].argmax())]
+        return normalize_hindi(self.tgt.join(pieces), indic=False)
+
+    @torch.no_grad()
+    def score(self, sources: list[str], targets: list[str]) -> list[float]:
+        """log P(target + </s> | source) under the model, for each pair."""
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        s = self.config.search
+        examples = [(encode_source(self.src, normalize_english(en), s.max_src_len),
+                     self.tgt.encode(normalize_hindi(hi, self.config.data.normalize_hindi)))
+                    for en, hi in zip(sources, targets, strict=True)]
+        scores = []
+        for start in range(0, len(examples), s.batch_size):
+            batch = collate(examples[start : start + s.batch_size]).to(self.device)
+            logits = self.model(batch.src, batch.src_len, batch.tgt_in)
+            log_probs = torch.log_softmax(logits.float(), dim=-1).gather(2, batch.tgt_out[..., None])[..., 0]
+            scores += log_probs.masked_fill(batch.tgt_out == PAD, 0.0).sum(1).tolist()
+        return scores
+

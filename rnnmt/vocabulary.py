@@ -1,0 +1,186 @@
+"""Tokenizers and vocabularies: SentencePiece subwords, or whole words as in the seed note.
+
+Both kinds share the ids of the special tokens, so the model never needs to know which kind it was given.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+from collections import Counter
+from pathlib import Path
+from typing import Protocol
+
+import sentencepiece as spm
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+CLOSING = set(".,!?;:।॥)]}%\"'")  # word mode: no space before these when detokenising
+OPENING = set("([{")  # word mode: no space after these
+
+
+class Tokenizer(Protocol):
+    """What the model side needs from a vocabulary."""
+
+    size: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def piece(self, index: int) -> str: ...
+
+    def pieces(self, text: str) -> list[str]: ...
+
+    def join(self, pieces: list[str]) -> str: ...
+
+    def words_of(self, pieces: list[str]) -> list[str]: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
+class SentencePieceTokenizer:
+    """Subword units learned with SentencePiece; ``decode(encode(s)) == s`` for NFC text."""
+
+    suffix = ".model"
+
+    def __init__(self, model: bytes):
+        self.model = model
+        self.sp = spm.SentencePieceProcessor(model_proto=model)
+        self.size = self.sp.get_piece_size()
+
+    @classmethod
+    def train(cls, texts: list[str], size: int, model_type: str = "unigram") -> SentencePieceTokenizer:
+        """Learn a vocabulary of about ``size`` pieces (fewer when the text is too small for that many)."""
+        buffer = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=buffer, vocab_size=size, model_type=model_type,
+            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, pad_piece=SPECIALS[PAD], unk_piece=SPECIALS[UNK],
+            bos_piece=SPECIALS[BOS], eos_piece=SPECIALS[EOS], character_coverage=1.0,
+            normalization_rule_name="identity", hard_vocab_limit=False, input_sentence_size=2_000_000,
+            shuffle_input_sentence=True, num_threads=2, minloglevel=2,
+        )
+        return cls(buffer.getvalue())
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode([i for i in ids if i >= len(SPECIALS) or i == UNK])
+
+    def pieces(self, text: str) -> list[str]:
+        """The subword pieces of ``text``, as the model sees them."""
+        return self.sp.encode(text, out_type=str)
+
+    def piece(self, index: int) -> str:
+        return self.sp.id_to_piece(index)
+
+    def join(self, pieces: list[str]) -> str:
+        """Text from pieces (the inverse of ``pieces``)."""
+        return self.sp.decode_pieces(pieces)
+
+    def words_of(self, pieces: list[str]) -> list[str]:
+        """For each piece, the whole word it belongs to (a word starts at a piece beginning with ▁)."""
+        spans, words = [], []
+        for piece in pieces:
+            if piece.startswith("▁") or not words:
+                words.append("")
+            words[-1] += piece
+            spans.append(len(words) - 1)
+        return [words[i].lstrip("▁") for i in spans]
+
+    def to_bytes(self) -> bytes:
+        return self.model
+
+
+def split_words(text: str) -> list[str]:
+    """Whitespace words with punctuation split off; Devanagari matras and viramas stay in their word."""
+    words = []
+    for chunk in text.split():
+        start, end = 0, len(chunk)
+        while start < end and unicodedata.category(chunk[start]).startswith("P"):
+            start += 1
+        while end > start and unicodedata.category(chunk[end - 1]).startswith("P"):
+            end -= 1
+        words.extend(chunk[:start])
+        if chunk[start:end]:
+            words.append(chunk[start:end])
+        words.extend(chunk[end:])
+    return words
+
+
+def join_words(words: list[str]) -> str:
+    """The inverse of ``split_words`` for ordinary punctuation."""
+    text = ""
+    for word in words:
+        glue = not text or word in CLOSING or text[-1] in OPENING
+        text += word if glue else " " + word
+    return text
+
+
+class WordTokenizer:
+    """Whole words, as in the seed note; words outside the vocabulary become ``<unk>``."""
+
+    suffix = ".vocab"
+
+    def __init__(self, words: list[str]):
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a word vocabulary must start with {', '.join(SPECIALS)}")
+        self.words = words
+        self.index = {word: i for i, word in enumerate(words)}
+        self.size = len(words)
+
+    @classmethod
+    def train(cls, texts: list[str], size: int, min_freq: int = 1) -> WordTokenizer:
+        """The ``size`` most frequent words that occur at least ``min_freq`` times."""
+        counts = Counter(word for text in texts for word in split_words(text))
+        ranked = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        return cls(list(SPECIALS) + ranked[: max(0, size - len(SPECIALS))])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> WordTokenizer:
+        return cls(data.decode("utf-8").split("\n"))
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(word, UNK) for word in split_words(text)]
+
+    def decode(self, ids: list[int]) -> str:
+        return join_words([self.words[i] for i in ids if i >= len(SPECIALS) or i == UNK])
+
+    def pieces(self, text: str) -> list[str]:
+        return split_words(text)
+
+    def piece(self, index: int) -> str:
+        return self.words[index]
+
+    def join(self, pieces: list[str]) -> str:
+        return join_words(pieces)
+
+    def words_of(self, pieces: list[str]) -> list[str]:
+        return list(pieces)
+
+    def to_bytes(self) -> bytes:
+        return "\n".join(self.words).encode("utf-8")
+
+
+def train_tokenizers(src_texts: list[str], tgt_texts: list[str], kind: str, joint: bool, src_size: int,
+                     tgt_size: int, model_type: str = "unigram", min_freq: int = 1) -> tuple[Tokenizer, Tokenizer]:
+    """Learn the English and Hindi vocabularies (one shared model when ``joint``)."""
+    if kind == "word":
+        if joint:
+            shared = WordTokenizer.train(src_texts + tgt_texts, src_size, min_freq)
+            return shared, shared
+        return WordTokenizer.train(src_texts, src_size, min_freq), WordTokenizer.train(tgt_texts, tgt_size, min_freq)
+    if joint:
+        shared = SentencePieceTokenizer.train(src_texts + tgt_texts, src_size, model_type)
+        return shared, shared
+    return (SentencePieceTokenizer.train(src_texts, src_size, model_type),
+            SentencePieceTokenizer.train(tgt_texts, tgt_size, model_type))
+
+
+def tokenizer_from_file(path: Path) -> Tokenizer:
+    """Load a tokenizer saved as ``*.model`` (SentencePiece) or ``*.vocab`` (words)."""
+    data = path.read_bytes()
+    if path.suffix == SentencePieceTokenizer.suffix:
+        return SentencePieceTokenizer(data)
+    return WordTokenizer.from_bytes(data)

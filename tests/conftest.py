@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny trained model folder, and the path of the real corpora when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rnnmt.config import config_from_dict
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_DATA = Path(__file__).parent / "data"
+
+
+def tiny_config(**sections) -> dict:
+    """A small, fast config on the first 200 bundled pairs; pass sections to change fields."""
+    raw = {
+        "name": "tiny",
+        "data": {"train": [{"bundled": "train", "limit": 200}], "dev": {"bundled": "dev", "limit": 20}},
+        "vocab": {"src_size": 200, "tgt_size": 250},
+        "model": {"emb_size": 24, "hidden_size": 32, "attention": "luong_general", "dropout": 0.0},
+        "train": {"max_steps": 40, "valid_every": 20, "log_every": 10, "batch_tokens": 600, "threads": 1},
+        "search": {"beam_size": 1},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model folder trained for a few seconds: wrong translations, but every part real."""
+    from rnnmt.training import train
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    train(config_from_dict(tiny_config()), folder)
+    return folder
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or a skip that says why."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the real corpora are not here ({SHARED_DATA} is absent); CI has them")
+    return SHARED_DATA
