@@ -122,7 +122,7 @@ class SearchConfig:
     beam_size: int = 1  # 1: greedy, the seed's argmax (step 9)
     n_best: int = 1
     length_penalty: float = 1.0  # alpha of GNMT's ((5 + |y|) / 6) ** alpha; 0 turns it off
-    max_len_ratio: float = 2.0  # at most this many target tokens per source token ...
+    max_len_ratio: float = 3.0  # at most this many target tokens per source token (plus 5) ...
     max_len: int = 200  # ... and never more than this
     max_src_len: int = 400  # longer inputs are cut to this many tokens
     batch_size: int = 64  # sentences per batch when translating

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rnnmt.decoders import DecoderState, Memory
 from rnnmt.model import Seq2Seq
 from rnnmt.vocabulary import BOS, EOS
 
@@ -25,24 +26,28 @@ class Hypothesis:
 
 
 def length_limits(src_len: Tensor, ratio: float, cap: int) -> Tensor:
-    """The most output tokens (</s> included) each sentence may get."""
-    return torch.clamp(torch.ceil(src_len.float() * ratio).long() + 1, max=cap)
+    """The most output tokens (</s> included) each sentence may get: ``ratio`` per input token, plus 5."""
+    return torch.clamp(torch.ceil(src_len.float() * ratio).long() + 5, max=cap)
 
 
 @torch.no_grad()
-def greedy_search(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 2.0,
+def greedy_search(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 3.0,
                   max_len: int = 200) -> list[Hypothesis]:
     """Pick the most probable word at every step until </s> or the length limit (steps 6-10)."""
-    batch = src.size(0)
     _, memory, state = model.encode(src, src_len)
-    limits = length_limits(src_len, max_len_ratio, max_len).to(src.device)
-    y = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    return greedy_decode(model, memory, state, length_limits(src_len, max_len_ratio, max_len).to(src.device))
+
+
+def greedy_decode(model: Seq2Seq, memory: Memory, state: DecoderState, limits: Tensor) -> list[Hypothesis]:
+    """The decoder's greedy loop from the hand-over state; ``limits`` caps each sentence's length."""
+    batch, device = limits.size(0), limits.device
+    y = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens, log_probs, alphas = [], [], []
     for t in range(int(limits.max())):
         logits, state, alpha = model.decoder.step(y, state, memory)
         step_log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # batch x V (step 8)
-        best, y = step_log_probs.max(dim=-1, keepdim=True)  # step 9
+        y = step_log_probs.argmax(dim=-1, keepdim=True)  # step 9
         y = torch.where((t + 1 >= limits)[:, None] & ~done[:, None], torch.full_like(y, EOS), y)
         tokens.append(y[:, 0])
         log_probs.append(step_log_probs.gather(1, y)[:, 0].masked_fill(done, 0.0))
@@ -68,7 +73,7 @@ def collect_greedy(tokens: Tensor, log_probs: Tensor, alphas: list[Tensor | None
 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int, n_best: int = 1,
-                length_penalty: float = 1.0, max_len_ratio: float = 2.0, max_len: int = 200) -> list[list[Hypothesis]]:
+                length_penalty: float = 1.0, max_len_ratio: float = 3.0, max_len: int = 200) -> list[list[Hypothesis]]:
     """Keep the ``beam_size`` best prefixes of every sentence at once; return each one's ``n_best``.
 
     All sentences' beams live in one batch of batch * beam rows. A finished beam stays in place and can only
@@ -77,9 +82,10 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int, n_
     """
     batch, k = src.size(0), beam_size
     _, memory, state = model.encode(src, src_len)
+    limits = length_limits(src_len, max_len_ratio, max_len).to(src.device)
+    greedy = greedy_decode(model, memory, state, limits)
     rows = torch.arange(batch, device=src.device).repeat_interleave(k)  # (batch * k)
-    memory, state = memory.select(rows), state.select(rows)
-    limits = length_limits(src_len, max_len_ratio, max_len).to(src.device).repeat_interleave(k)
+    memory, state, limits = memory.select(rows), state.select(rows), limits[rows]
     scores = torch.full((batch, k), float("-inf"), device=src.device)
     scores[:, 0] = 0.0  # only the first beam is live before the first word
     y = torch.full((batch * k, 1), BOS, dtype=torch.long, device=src.device)
@@ -97,7 +103,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int, n_
         finished = finished[origin] | (token == EOS)
         if bool(finished.all()):
             break
-    return collect_beams(trail, scores, batch, k, n_best, length_penalty)
+    return collect_beams(trail, scores, greedy, k, n_best, length_penalty)
 
 
 def constrain(log_probs: Tensor, finished: Tensor, at_limit: Tensor) -> Tensor:
@@ -109,10 +115,13 @@ def constrain(log_probs: Tensor, finished: Tensor, at_limit: Tensor) -> Tensor:
     return log_probs
 
 
-def collect_beams(trail: list, scores: Tensor, batch: int, k: int, n_best: int,
+def collect_beams(trail: list, scores: Tensor, greedy: list[Hypothesis], k: int, n_best: int,
                   length_penalty: float) -> list[list[Hypothesis]]:
-    """Follow the back-pointers from each final beam, cut at </s>, rank and keep the n best."""
-    row = torch.arange(batch * k, device=scores.device)
+    """Follow the back-pointers from each final beam, cut at </s>, rank with the greedy result, keep n best.
+
+    The greedy translation joins the finals, so the best result never scores below greedy search's.
+    """
+    row = torch.arange(scores.numel(), device=scores.device)
     tokens, alphas = [], []
     for origin, token, alpha in reversed(trail):
         tokens.append(token[row])
@@ -120,16 +129,21 @@ def collect_beams(trail: list, scores: Tensor, batch: int, k: int, n_best: int,
         alphas.append(alpha[row] if alpha is not None else None)
     tokens = torch.stack(tokens[::-1], 1).tolist()
     attention = torch.cat(alphas[::-1], 1) if alphas[0] is not None else None  # (batch * k) x steps x src
+    totals = scores.view(-1).tolist()
     results = []
-    for b in range(batch):
-        finals = []
+    for b, fallback in enumerate(greedy):
+        finals = {}
         for i in range(b * k, (b + 1) * k):
-            ids = tokens[i]
-            length = ids.index(EOS) if EOS in ids else len(ids) - 1
-            total = float(scores.view(-1)[i])
-            penalty = ((5.0 + length + 1) / 6.0) ** length_penalty
+            length = tokens[i].index(EOS) if EOS in tokens[i] else len(tokens[i]) - 1
             weights = attention[i, : length + 1] if attention is not None else None
-            finals.append(Hypothesis(ids[:length], total, total / penalty, weights))
-        finals.sort(key=lambda h: h.score, reverse=True)
-        results.append(finals[:n_best])
+            finals.setdefault(tuple(tokens[i][:length]), Hypothesis(tokens[i][:length], totals[i], 0.0, weights))
+        finals.setdefault(tuple(fallback.ids), fallback)
+        ranked = [penalize(h, length_penalty) for h in finals.values()]
+        results.append(sorted(ranked, key=lambda h: h.score, reverse=True)[:n_best])
     return results
+
+
+def penalize(hypothesis: Hypothesis, alpha: float) -> Hypothesis:
+    """Score by ``log_prob / ((5 + length) / 6) ** alpha``, length counting </s> (GNMT's length penalty)."""
+    penalty = ((5.0 + len(hypothesis.ids) + 1) / 6.0) ** alpha
+    return Hypothesis(hypothesis.ids, hypothesis.log_prob, hypothesis.log_prob / penalty, hypothesis.attention)

@@ -166,6 +166,19 @@ class Trainer:
         return bool((t.max_steps and p.step >= t.max_steps) or (t.max_minutes and self.elapsed() >= 60 * t.max_minutes))
 
     def run(self) -> dict[str, Any]:
+        """Train, logging to the folder's train.log as well."""
+        package_log = logging.getLogger("rnnmt")
+        log_file = logging.FileHandler(self.folder / "train.log", encoding="utf-8")
+        log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        package_log.addHandler(log_file)
+        package_log.setLevel(logging.INFO)
+        try:
+            return self.loop()
+        finally:
+            package_log.removeHandler(log_file)
+            log_file.close()
+
+    def loop(self) -> dict[str, Any]:
         """Train until the epoch, step or time budget runs out or dev chrF++ stops improving."""
         t, p = self.config.train, self.progress
         stop = False

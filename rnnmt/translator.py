@@ -138,3 +138,9 @@ class Translator:
             scores += log_probs.masked_fill(batch.tgt_out == PAD, 0.0).sum(1).tolist()
         return scores
 
+
+    def explain(self, text: str, top_k: int = 5) -> dict[str, Any]:
+        """The seed's table walked through for ``text`` with the model's real numbers (see ``rnnmt.explain``)."""
+        from rnnmt.explain import explain  # imported here: rnnmt.explain imports this module
+
+        return explain(self, text, top_k)

@@ -76,8 +76,8 @@ class SentencePieceTokenizer:
         return self.sp.id_to_piece(index)
 
     def join(self, pieces: list[str]) -> str:
-        """Text from pieces (the inverse of ``pieces``)."""
-        return self.sp.decode_pieces(pieces)
+        """Text from pieces (the inverse of ``pieces``), also for pieces outside the vocabulary."""
+        return "".join(pieces).replace("\u2581", " ").strip()
 
     def words_of(self, pieces: list[str]) -> list[str]:
         """For each piece, the whole word it belongs to (a word starts at a piece beginning with ▁)."""

@@ -18,8 +18,9 @@ def tiny_config(**sections) -> dict:
         "name": "tiny",
         "data": {"train": [{"bundled": "train", "limit": 200}], "dev": {"bundled": "dev", "limit": 20}},
         "vocab": {"src_size": 200, "tgt_size": 250},
-        "model": {"emb_size": 24, "hidden_size": 32, "attention": "luong_general", "dropout": 0.0},
-        "train": {"max_steps": 40, "valid_every": 20, "log_every": 10, "batch_tokens": 600, "threads": 1},
+        "model": {"emb_size": 32, "hidden_size": 64, "attention": "luong_general", "dropout": 0.0},
+        "train": {"max_steps": 600, "max_epochs": 100, "valid_every": 300, "log_every": 50, "batch_tokens": 500,
+                  "threads": 1, "lr": 0.005},
         "search": {"beam_size": 1},
     }
     for section, values in sections.items():

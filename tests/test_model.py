@@ -1,0 +1,48 @@
+"""The whole model: the hand-over from encoder to decoder, and the initialisation."""
+
+import pytest
+import torch
+
+from rnnmt.config import ModelConfig
+from rnnmt.model import build_model
+
+
+def test_seed_model_hands_the_last_encoder_state_over_unchanged():
+    model = build_model(ModelConfig(cell="rnn", emb_size=4, hidden_size=6, dropout=0.0), 10, 12).eval()
+    encoded, _, state = model.encode(torch.tensor([[5, 6, 3]]), torch.tensor([3]))
+    assert model.bridge is None
+    torch.testing.assert_close(state.hidden, encoded.final)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_linear_bridge_joins_a_bidirectional_encoder(cell):
+    model = build_model(ModelConfig(cell=cell, emb_size=4, hidden_size=6, bidirectional=True, encoder_layers=2,
+                                    decoder_layers=1, dropout=0.0), 10, 12).eval()
+    encoded, _, state = model.encode(torch.tensor([[5, 6, 3]]), torch.tensor([3]))
+    h = state.hidden[0] if cell == "lstm" else state.hidden
+    final = encoded.final[0] if cell == "lstm" else encoded.final
+    assert h.shape == (1, 1, 6)
+    torch.testing.assert_close(h[0], model.bridge(final[-1]))
+
+
+def test_more_decoder_layers_than_encoder_layers_repeat_the_top_state():
+    model = build_model(ModelConfig(cell="gru", emb_size=4, hidden_size=6, decoder_layers=3, dropout=0.0), 10, 12)
+    encoded, _, state = model.encode(torch.tensor([[5, 3]]), torch.tensor([2]))
+    assert state.hidden.shape == (3, 1, 6)
+    torch.testing.assert_close(state.hidden[2], encoded.final[-1])
+
+
+def test_xavier_init_makes_recurrent_blocks_orthogonal_and_zeroes_biases():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(cell="lstm", emb_size=8, hidden_size=8, dropout=0.0), 10, 12)
+    blocks = model.encoder.rnn.weight_hh_l0.detach().split(8)
+    for block in blocks:
+        torch.testing.assert_close(block @ block.T, torch.eye(8), atol=1e-5, rtol=0)
+    bias = model.encoder.rnn.bias_ih_l0.detach()
+    assert torch.all(bias[8:16] == 1.0) and torch.all(bias[:8] == 0.0)  # LSTM forget gate starts open
+    assert torch.all(model.decoder.embed.weight[0] == 0)  # <pad>
+
+
+def test_uniform_init_stays_in_range():
+    model = build_model(ModelConfig(init="uniform", init_scale=0.05, emb_size=4, hidden_size=6), 10, 12)
+    assert all(p.abs().max() <= 0.05 for p in model.parameters())

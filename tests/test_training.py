@@ -1,0 +1,82 @@
+"""Training: loss falls, a tiny corpus is memorised exactly by every cell, and a resumed run is the same run."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from rnnmt.config import CorpusConfig, config_from_dict
+from rnnmt.data import read_corpus
+from rnnmt.training import TrainingError, train
+from rnnmt.translator import Translator
+
+
+@pytest.fixture(scope="module")
+def thirty_pairs(tmp_path_factory):
+    pairs = [p for p in read_corpus(CorpusConfig(bundled="train")) if len(p[0].split()) <= 6][:30]
+    path = tmp_path_factory.mktemp("data") / "thirty.tsv"
+    path.write_text("".join(f"{en}\t{hi}\n" for en, hi in pairs), encoding="utf-8")
+    return path, pairs
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_memorises_thirty_pairs_exactly(cell, thirty_pairs, tmp_path):
+    path, pairs = thirty_pairs
+    config = tiny_config(data={"train": [{"tsv": str(path)}], "dev": None},
+                         vocab={"src_size": 120, "tgt_size": 150},
+                         model={"cell": cell, "attention": "none", "emb_size": 64, "hidden_size": 128},
+                         train={"max_steps": 400, "max_epochs": 1000, "valid_every": 400, "batch_tokens": 400})
+    train(config_from_dict(config), tmp_path / cell)
+    translations = Translator.load(tmp_path / cell).translate([en for en, _ in pairs], beam_size=1)
+    assert translations == [hi for _, hi in pairs]
+
+
+def test_loss_falls_on_the_bundled_corpus(tiny_model):
+    history = torch.load(tiny_model / "checkpoints" / "last.pt", weights_only=True)["progress"]["history"]
+    losses = [h["train_loss"] for h in history if "train_loss" in h]
+    assert losses[-1] < 0.6 * losses[0]
+    dev = [h["dev_loss"] for h in history if "dev_loss" in h]
+    assert dev[-1] < 6.0
+
+
+def short_run(steps: int) -> dict:
+    return tiny_config(train={"max_steps": steps, "valid_every": 10, "log_every": 5, "max_epochs": 100},
+                       model={"dropout": 0.3})  # dropout: the random stream must resume too
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    train(config_from_dict(short_run(40)), tmp_path / "whole")
+    train(config_from_dict(short_run(20)), tmp_path / "split")
+    train(config_from_dict(short_run(40)), tmp_path / "split", resume=True)
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
+    assert whole["progress"]["step"] == split["progress"]["step"] == 40
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, split["model"][name]), name
+    assert whole["optimizer"]["state"][0]["exp_avg"].equal(split["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_same_seed_same_model_other_seed_other_model(tmp_path):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        train(config_from_dict(tiny_config(train={"max_steps": 10, "valid_every": 10, "seed": seed})), tmp_path / name)
+    weights = {n: torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=True)["model"] for n in "abc"}
+    key = "decoder.output.weight"
+    assert torch.equal(weights["a"][key], weights["b"][key])
+    assert not torch.equal(weights["a"][key], weights["c"][key])
+
+
+def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
+    config = config_from_dict(tiny_config(train={"max_steps": 5, "valid_every": 5}))
+    train(config, tmp_path / "run")
+    with pytest.raises(TrainingError, match="--resume to continue it or --overwrite"):
+        train(config, tmp_path / "run")
+    metadata = train(config, tmp_path / "run", overwrite=True)
+    assert metadata["steps"] == 5
+
+
+def test_metadata_and_log_and_plot_are_written(tiny_model):
+    metadata = json.loads((tiny_model / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["steps"] == 600 and metadata["parameters"] > 0 and metadata["training_seconds"] > 0
+    assert "step 600" in (tiny_model / "train.log").read_text(encoding="utf-8")
+    assert (tiny_model / "loss.png").read_bytes()[:4] == b"\x89PNG"
