@@ -1,13 +1,18 @@
-"""Pictures of training: the loss curves, saved as PNG."""
+"""Pictures: loss curves, attention heatmaps and scores by length, saved as PNG."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
@@ -22,6 +27,54 @@ def plot_losses(history: list[dict], path: Path) -> None:
     ax.set_ylabel("cross-entropy per token")
     ax.grid(alpha=0.3)
     ax.legend()
+    save(fig, path)
+
+
+@functools.lru_cache(maxsize=1)
+def use_devanagari_font() -> str | None:
+    """Make Hindi text render: add a system Devanagari font (Noto, Lohit) as the fallback after DejaVu Sans."""
+    for path in sorted(font_manager.findSystemFonts()):
+        name = Path(path).name.lower()
+        if "devanagari" in name and "bold" not in name and "serif" not in name:
+            font_manager.fontManager.addfont(path)
+            family = font_manager.FontProperties(fname=path).get_name()
+            plt.rcParams["font.family"] = ["DejaVu Sans", family]
+            return family
+    log.warning("no Devanagari font found (apt-get install fonts-noto-core): Hindi labels will show as boxes")
+    return None
+
+
+def plot_attention(src_tokens: list[str], tgt_tokens: list[str], weights: list[list[float]], path: Path,
+                   title: str = "") -> None:
+    """A heatmap of attention weights: English tokens across, Hindi tokens down."""
+    use_devanagari_font()
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(src_tokens), 1.2 + 0.4 * len(tgt_tokens)), dpi=110)
+    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(src_tokens)), src_tokens, rotation=60, ha="right")
+    ax.set_yticks(range(len(tgt_tokens)), tgt_tokens)
+    ax.set_xlabel("English (source)")
+    ax.set_ylabel("Hindi (output)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    save(fig, path)
+
+
+def plot_scores_by_length(buckets: list[str], series: dict[str, list[float | None]], metric: str, path: Path) -> None:
+    """One line per model: ``metric`` against source-length bucket."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for label, values in series.items():
+        points = [(i, v) for i, v in enumerate(values) if v is not None]
+        ax.plot([i for i, _ in points], [v for _, v in points], marker="o", label=label)
+    ax.set_xticks(range(len(buckets)), buckets)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save(fig, path)
+
+
+def save(fig: plt.Figure, path: Path) -> None:
+    """Write a figure as PNG atomically and free it."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
