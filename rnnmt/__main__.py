@@ -1,4 +1,8 @@
-"""The command line: ``rnnmt train | translate | evaluate``, thin layers over training and Translator."""
+"""The command line: ``rnnmt train | translate | evaluate | study | explain | serve``, thin layers over the package.
+
+Commands import torch (through training and Translator) only when they run, so that
+``rnnmt translate --engine numpy`` works with NumPy and SentencePiece alone.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +15,22 @@ from pathlib import Path
 from rnnmt.config import ConfigError, load_config
 from rnnmt.data import DataError, normalize_hindi, read_lines
 from rnnmt.metrics import corpus_scores
-from rnnmt.model_folder import ModelFolderError, write_bytes
-from rnnmt.training import TrainingError, train
-from rnnmt.translator import Translator
+from rnnmt.reference import ReferenceTranslator, UnsupportedModel
 
 log = logging.getLogger("rnnmt")
 
 
-def setup_logging(log_file: Path | None = None) -> None:
-    """Progress messages to stderr, and to ``log_file`` as well when given."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+def setup_logging() -> None:
+    """Progress messages to stderr (training also writes them to the model folder's train.log)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
-                        handlers=handlers, force=True)
+                        stream=sys.stderr, force=True)
 
 
 def cmd_train(args: argparse.Namespace, overrides: list[str]) -> None:
+    from rnnmt.training import train
+
     config = load_config(args.config, overrides)
     folder = Path(args.model_dir or f"models/{config.name}")
-    setup_logging(folder / "train.log")
     metadata = train(config, folder, resume=args.resume, overwrite=args.overwrite)
     best = metadata["best"]
     if "dev_chrf" in best:
@@ -42,6 +41,10 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
+    if args.engine == "numpy":
+        return translate_numpy(args)
+    from rnnmt.translator import Translator
+
     translator = Translator.load(args.model, args.device)
     if args.batch_size:
         translator.config.search.batch_size = args.batch_size
@@ -57,11 +60,23 @@ def cmd_translate(args: argparse.Namespace) -> None:
         print(translation, flush=not args.text)
 
 
+def translate_numpy(args: argparse.Namespace) -> None:
+    """Greedy translation by the NumPy reference engine; nothing on this path imports torch."""
+    if (args.beam_size or 1) > 1 or args.n_best > 1:
+        raise ConfigError("--engine numpy searches greedily only: drop --beam-size and --n-best")
+    engine = ReferenceTranslator.load(args.model)
+    for line in args.text or (line.rstrip("\n") for line in sys.stdin):
+        print(engine.translate(line), flush=not args.text)
+
+
 def read_stdin() -> list[str]:
     return [line.rstrip("\n") for line in sys.stdin]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from rnnmt.model_folder import write_bytes
+    from rnnmt.translator import Translator
+
     translator = Translator.load(args.model, args.device)
     sources = read_lines(args.src)
     references = [[normalize_hindi(line, indic=False) for line in read_lines(path)] for path in args.ref]
@@ -78,6 +93,39 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"BLEU   {scores.bleu:6.2f}  {scores.bleu_signature}")
         print(f"chrF++ {scores.chrf:6.2f}  {scores.chrf_signature}")
         print(f"hypotheses: {out}")
+
+
+def cmd_study(args: argparse.Namespace, overrides: list[str]) -> None:
+    from rnnmt.study import bottleneck
+
+    results = bottleneck(load_config(args.data, overrides), Path(args.out), args.budget_minutes, args.attention)
+    print(Path(args.out, "bottleneck.md").read_text(encoding="utf-8"))
+    print(f"table, plots and heatmaps in {args.out}; models: "
+          + ", ".join(m["folder"] for m in results["models"].values()))
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from rnnmt.explain import explain, render_html, render_text
+    from rnnmt.translator import Translator
+
+    if not args.text.strip():
+        raise DataError("nothing to explain: the sentence is empty")
+    record = explain(Translator.load(args.model, args.device), args.text, args.top_k)
+    if args.html:
+        Path(args.html).write_text(render_html(record), encoding="utf-8")
+    print(json.dumps(record, ensure_ascii=False, indent=2) if args.json else render_text(record))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    """The API and the page, served by uvicorn until interrupted."""
+    import uvicorn
+
+    from rnnmt.serving import create_app
+    from rnnmt.translator import Translator
+
+    app = create_app(Translator.load(args.model, args.device))
+    log.info("serving %s on http://%s:%d (API docs at /docs)", args.model, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,17 +148,46 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("text", nargs="*", help="English sentences (default: read lines from stdin)")
             p.add_argument("--n-best", type=int, default=1, help="print the n best translations with scores")
             p.add_argument("--batch-size", type=int, help="sentences per batch")
+            p.add_argument("--engine", choices=("torch", "numpy"), default="torch",
+                           help="numpy: the reference engine, greedy search without torch")
         else:
             p.add_argument("--src", required=True, help="English file, one sentence per line")
             p.add_argument("--ref", required=True, nargs="+", help="Hindi reference file(s)")
             p.add_argument("--out", help="where to write the hypotheses (default: MODEL/eval/SRC.hyp)")
             p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p = sub.add_parser("study", help="measure the model; `study bottleneck` trains it without and with attention",
+                       epilog="Config fields can be overridden as in train: --model.cell rnn")
+    p.add_argument("study", choices=("bottleneck",), help="which study to run")
+    p.add_argument("--data", default="shared", help="the config (data and model) both models share (default: shared)")
+    p.add_argument("--budget-minutes", type=float, default=10.0, help="training minutes for each model")
+    p.add_argument("--attention", default="luong_general", choices=("bahdanau", "luong_dot", "luong_general"))
+    p.add_argument("--out", default="runs/bottleneck", help="folder for the models, table, plots and heatmaps")
+    p = sub.add_parser("explain", help="walk one translation through the seed's table with the real numbers")
+    p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
+    p.add_argument("text", help="one English sentence")
+    p.add_argument("--json", action="store_true", help="print the record as JSON instead of the text view")
+    p.add_argument("--html", help="also write a self-contained HTML page to this file")
+    p.add_argument("--top-k", type=int, default=5, help="words shown per decoder step")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p = sub.add_parser("serve", help="serve the REST API and the web page (API docs at /docs)")
+    p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return top
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors shown as one line, not a traceback; imported only when one is raised, as they pull in torch."""
+    from rnnmt.model_folder import ModelFolderError
+    from rnnmt.training import TrainingError
+
+    return ConfigError, DataError, ModelFolderError, TrainingError, UnsupportedModel, FileNotFoundError
 
 
 def main(argv: list[str] | None = None) -> int:
     args, rest = parser().parse_known_args(argv)
-    if args.command != "train" and rest:
+    if args.command not in ("train", "study") and rest:
         parser().error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "train" and args.seed is not None:
         rest += ["--train.seed", str(args.seed)]
@@ -120,9 +197,15 @@ def main(argv: list[str] | None = None) -> int:
             cmd_train(args, rest)
         elif args.command == "translate":
             cmd_translate(args)
+        elif args.command == "study":
+            cmd_study(args, rest)
+        elif args.command == "explain":
+            cmd_explain(args)
+        elif args.command == "serve":
+            cmd_serve(args)
         else:
             cmd_evaluate(args)
-    except (ConfigError, DataError, ModelFolderError, TrainingError) as err:
+    except user_errors() as err:
         print(f"rnnmt {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

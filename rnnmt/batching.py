@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rnnmt.vocabulary import BOS, EOS, PAD, Tokenizer
+from rnnmt.vocabulary import BOS, EOS, PAD, Tokenizer, encode_source
 
 Example = tuple[list[int], list[int]]  # (English ids + </s>, Hindi ids)
 
@@ -29,11 +29,6 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device, non_blocking=True) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)))
-
-
-def encode_source(tokenizer: Tokenizer, text: str, max_len: int) -> list[int]:
-    """English ids, cut to ``max_len - 1``, then </s>."""
-    return tokenizer.encode(text)[: max_len - 1] + [EOS]
 
 
 def encode_pairs(pairs: list[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int) -> list[Example]:

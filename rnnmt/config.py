@@ -8,6 +8,7 @@ keys, wrong types and unknown choices with a message that names the field and th
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -127,6 +128,11 @@ class SearchConfig:
     max_src_len: int = 400  # longer inputs are cut to this many tokens
     batch_size: int = 64  # sentences per batch when translating
     replace_unk: bool = True  # copy the most attended source word where the output is <unk>
+
+
+def output_limit(src_len: int, ratio: float, cap: int) -> int:
+    """The most output tokens (</s> included) a source of ``src_len`` tokens may get: ``ratio`` each, plus 5."""
+    return min(math.ceil(src_len * ratio) + 5, cap)
 
 
 @dataclass

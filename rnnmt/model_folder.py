@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rnnmt.config import Config, ConfigError, config_to_yaml, load_config
-from rnnmt.vocabulary import SentencePieceTokenizer, Tokenizer, WordTokenizer, tokenizer_from_file
+from rnnmt.vocabulary import SentencePieceTokenizer, Tokenizer, WordTokenizer, load_tokenizers
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, METADATA, LAST = "config.yaml", "weights.safetensors", "metadata.json", "checkpoints/last.pt"
@@ -90,22 +90,11 @@ class ModelFolder:
     metadata: dict[str, Any]
 
 
-def find_tokenizer(folder: Path, side: str) -> Path:
-    for suffix in (SentencePieceTokenizer.suffix, WordTokenizer.suffix):
-        if (folder / f"{side}{suffix}").is_file():
-            return folder / f"{side}{suffix}"
-    raise ModelFolderError(f"{folder}: no {side}.model or {side}.vocab (the {side} tokenizer)")
-
-
 def require(folder: Path, name: str) -> Path:
     if not (folder / name).is_file():
         raise ModelFolderError(f"{folder}: missing {name}; a model folder needs {CONFIG}, src/tgt tokenizers,"
                                f" {WEIGHTS} and {METADATA}")
     return folder / name
-
-
-def load_tokenizers(folder: Path) -> tuple[Tokenizer, Tokenizer]:
-    return tokenizer_from_file(find_tokenizer(folder, "src")), tokenizer_from_file(find_tokenizer(folder, "tgt"))
 
 
 def read_model_folder(path: str | Path) -> ModelFolder:
@@ -121,5 +110,8 @@ def read_model_folder(path: str | Path) -> ModelFolder:
     metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     if metadata.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFolderError(f"{folder}: format {metadata['format_version']} is newer than this rnnmt reads")
-    src, tgt = load_tokenizers(folder)
+    try:
+        src, tgt = load_tokenizers(folder)
+    except FileNotFoundError as err:
+        raise ModelFolderError(str(err)) from err
     return ModelFolder(folder, config, src, tgt, load_file(str(weights_path)), metadata)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rnnmt.config import output_limit
 from rnnmt.decoders import DecoderState, Memory
 from rnnmt.model import Seq2Seq
 from rnnmt.vocabulary import BOS, EOS
@@ -26,8 +27,8 @@ class Hypothesis:
 
 
 def length_limits(src_len: Tensor, ratio: float, cap: int) -> Tensor:
-    """The most output tokens (</s> included) each sentence may get: ``ratio`` per input token, plus 5."""
-    return torch.clamp(torch.ceil(src_len.float() * ratio).long() + 5, max=cap)
+    """The most output tokens (</s> included) each sentence may get (see ``config.output_limit``)."""
+    return torch.tensor([output_limit(n, ratio, cap) for n in src_len.tolist()], device=src_len.device)
 
 
 @torch.no_grad()

@@ -29,7 +29,6 @@ from rnnmt.model import Seq2Seq, build_model
 from rnnmt.model_folder import (
     LAST,
     atomic_write,
-    load_tokenizers,
     save_config,
     save_metadata,
     save_tokenizers,
@@ -37,7 +36,7 @@ from rnnmt.model_folder import (
 )
 from rnnmt.plotting import plot_losses
 from rnnmt.translator import Translator, pick_device
-from rnnmt.vocabulary import PAD, Tokenizer, train_tokenizers
+from rnnmt.vocabulary import PAD, Tokenizer, load_tokenizers, train_tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +96,8 @@ class Trainer:
         self.device = pick_device(t.device)
         self.amp = autocast_dtype(t.amp, self.device)
         self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.rglob(".*.tmp"):  # half-written by a killed run; the old file is intact
+            stale.unlink()
         self.src, self.tgt, self.examples, self.dev = self.prepare_data()
         self.model = build_model(config.model, self.src.size, self.tgt.size).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,

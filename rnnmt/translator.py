@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 
-from rnnmt.batching import collate, encode_source, pad
+from rnnmt.batching import collate, pad
 from rnnmt.config import Config
 from rnnmt.data import normalize_english, normalize_hindi
 from rnnmt.model import Seq2Seq
 from rnnmt.model_folder import read_model_folder
 from rnnmt.search import Hypothesis, beam_search, greedy_search
-from rnnmt.vocabulary import PAD, UNK, Tokenizer
+from rnnmt.vocabulary import PAD, UNK, Tokenizer, encode_source, fill_unknown
 
 
 @dataclass
@@ -107,7 +107,8 @@ class Translator:
         src_pieces = self.src.pieces(source)[: self.config.search.max_src_len - 1] + ["</s>"]
         best = hypotheses[0]
         texts = [self.detokenize(h, src_pieces) for h in hypotheses]
-        attention = best.attention.float().cpu().tolist() if best.attention is not None else None
+        columns = len(src_pieces)  # the batch pads sources to its longest; padding got zero weight
+        attention = best.attention[:, :columns].float().cpu().tolist() if best.attention is not None else None
         return Translation(source, texts[0], best.log_prob, src_pieces,
                            [self.tgt.piece(i) for i in best.ids] + ["</s>"], attention,
                            [(text, h.score) for text, h in zip(texts, hypotheses, strict=True)])
@@ -115,10 +116,8 @@ class Translator:
     def detokenize(self, hypothesis: Hypothesis, src_pieces: list[str]) -> str:
         pieces = [self.tgt.piece(i) for i in hypothesis.ids]
         if self.config.search.replace_unk and hypothesis.attention is not None and UNK in hypothesis.ids:
-            words = self.src.words_of(src_pieces[:-1]) + [""]
-            for t, token in enumerate(hypothesis.ids):
-                if token == UNK:
-                    pieces[t] = "\u2581" + words[int(hypothesis.attention[t].argmax())]
+            looked_at = hypothesis.attention.argmax(-1).tolist()
+            pieces = fill_unknown(pieces, hypothesis.ids, looked_at, self.src.words_of(src_pieces[:-1]) + [""])
         return normalize_hindi(self.tgt.join(pieces), indic=False)
 
     @torch.no_grad()

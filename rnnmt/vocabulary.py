@@ -178,6 +178,29 @@ def train_tokenizers(src_texts: list[str], tgt_texts: list[str], kind: str, join
             SentencePieceTokenizer.train(tgt_texts, tgt_size, model_type))
 
 
+def encode_source(tokenizer: Tokenizer, text: str, max_len: int) -> list[int]:
+    """English ids, cut to ``max_len - 1``, then </s>."""
+    return tokenizer.encode(text)[: max_len - 1] + [EOS]
+
+
+def fill_unknown(pieces: list[str], ids: list[int], looked_at: list[int], source_words: list[str]) -> list[str]:
+    """Each <unk> output piece replaced by the source word its step attended to most (``looked_at[t]``)."""
+    return ["\u2581" + source_words[looked_at[t]] if token == UNK else piece
+            for t, (piece, token) in enumerate(zip(pieces, ids, strict=True))]
+
+
+def load_tokenizers(folder: Path) -> tuple[Tokenizer, Tokenizer]:
+    """The English and Hindi tokenizers of a model folder (``src.model``/``tgt.model`` or ``*.vocab``)."""
+    return tuple(tokenizer_from_file(find_tokenizer(folder, side)) for side in ("src", "tgt"))
+
+
+def find_tokenizer(folder: Path, side: str) -> Path:
+    for suffix in (SentencePieceTokenizer.suffix, WordTokenizer.suffix):
+        if (folder / f"{side}{suffix}").is_file():
+            return folder / f"{side}{suffix}"
+    raise FileNotFoundError(f"{folder}: no {side}.model or {side}.vocab (the {side} tokenizer)")
+
+
 def tokenizer_from_file(path: Path) -> Tokenizer:
     """Load a tokenizer saved as ``*.model`` (SentencePiece) or ``*.vocab`` (words)."""
     data = path.read_bytes()

@@ -2,12 +2,12 @@
 
 import torch
 
-from rnnmt.batching import encode_source, pad
+from rnnmt.batching import pad
 from rnnmt.config import CorpusConfig
 from rnnmt.data import read_corpus
 from rnnmt.search import beam_search, greedy_search, length_limits
 from rnnmt.translator import Translator
-from rnnmt.vocabulary import EOS
+from rnnmt.vocabulary import EOS, encode_source
 
 HELD_OUT = [en for en, _ in read_corpus(CorpusConfig(bundled="test"))][:60]
 

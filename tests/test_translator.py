@@ -42,7 +42,8 @@ def test_stream_matches_list(tiny_model):
 
 def test_full_result_carries_tokens_attention_and_n_best(tiny_model):
     translator = Translator.load(tiny_model)
-    (result,) = translator.translate_full(["Flowers bloom in spring."], beam_size=4, n_best=3)
+    result, _ = translator.translate_full(["Flowers bloom in spring.", "Can you call a taxi for me? " * 3],
+                                          beam_size=4, n_best=3)
     assert result.src_pieces[-1] == "</s>" and result.tgt_pieces[-1] == "</s>"
     assert len(result.attention) == len(result.tgt_pieces)
     assert all(len(row) == len(result.src_pieces) and math.isclose(sum(row), 1, rel_tol=1e-5)

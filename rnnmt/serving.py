@@ -1,0 +1,425 @@
+"""Serving: a FastAPI app over one Translator, with micro-batching, limits, and the page at ``/``.
+
+    POST /translate  {"text": "..."} or {"texts": [...]}, optional beam_size and n_best
+    POST /explain    {"text": "..."}: the step-by-step record of one greedy translation
+    GET  /health     liveness and queue depth
+    GET  /model      languages, cell, attention, size, training data, scores, limits
+    GET  /docs       OpenAPI; GET / is the page (rnnmt/static/)
+
+Translate requests that arrive within ``batch_wait_ms`` of each other become one model call. Every model call
+runs on a single worker thread, so the event loop never waits on the model. Every limit and every bad request
+answers with JSON ``{"error": {"status", "code", "message"}}`` and the right HTTP status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.exceptions import HTTPException
+
+from rnnmt.translator import Translation, Translator
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("rnnmt.serving")
+
+
+@dataclass
+class ServeSettings:
+    """The server's limits and micro-batching; each limit answers with a JSON error."""
+
+    max_chars: int = 1000  # characters per text (413 beyond)
+    max_texts: int = 32  # texts per request (413 beyond)
+    max_beam: int = 10  # largest beam_size and n_best (422 beyond)
+    queue_size: int = 64  # requests accepted but not yet answered (503 beyond)
+    timeout_s: float = 30.0  # per request, waiting in the queue included (504 beyond)
+    batch_wait_ms: float = 5.0  # how long a batch waits for more requests after its first one
+    max_batch: int = 64  # texts gathered into one model call; 1 turns micro-batching off
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value < 0 or (value == 0 and name != "batch_wait_ms"):
+                raise ValueError(f"ServeSettings.{name} must be positive, not {value}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest JSON body a request within the limits can need (12 bytes per escaped character)."""
+        return 12 * self.max_chars * self.max_texts + 65536
+
+
+class ApiError(Exception):
+    """An error answered as JSON with an HTTP status and a short machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def valid_unicode(text: str) -> str:
+    """Refuse text that cannot be written as UTF-8 (lone surrogates from JSON escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"not valid Unicode: a lone surrogate at character {err.start}") from None
+    return text
+
+
+class TranslateRequest(BaseModel):
+    """English to translate: exactly one of ``text`` or ``texts``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    text: str | None = Field(None, description="one English text", examples=["How are you?"])
+    texts: list[str] | None = Field(None, description="several English texts, translated together")
+    beam_size: int | None = Field(None, ge=1, description="1 is greedy search; default: the model's config")
+    n_best: int = Field(1, ge=1, description="alternatives returned per text, at most beam_size")
+
+    @field_validator("text")
+    @classmethod
+    def check_text(cls, text: str | None) -> str | None:
+        return None if text is None else valid_unicode(text)
+
+    @field_validator("texts")
+    @classmethod
+    def check_texts(cls, texts: list[str] | None) -> list[str] | None:
+        return None if texts is None else [valid_unicode(text) for text in texts]
+
+    @model_validator(mode="after")
+    def one_of(self) -> TranslateRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError('give exactly one of "text" or "texts"')
+        if self.texts == []:
+            raise ValueError('"texts" is empty')
+        return self
+
+    def all_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class ExplainRequest(BaseModel):
+    """One English sentence to explain step by step."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    text: str = Field(description="one English sentence", examples=["How are you?"])
+
+    @field_validator("text")
+    @classmethod
+    def check_text(cls, text: str) -> str:
+        return valid_unicode(text)
+
+
+class Alternative(BaseModel):
+    text: str
+    score: float | None = Field(description="the search score (length-normalised log probability in beams)")
+
+
+class TranslationOut(BaseModel):
+    source: str = Field(description="the English as the model read it (normalised)")
+    text: str = Field(description="the Hindi translation")
+    score: float | None = Field(description="log P(translation + </s> | source)")
+    n_best: list[Alternative]
+    src_tokens: list[str] = Field(description="English tokens, </s> last")
+    tgt_tokens: list[str] = Field(description="Hindi tokens, </s> last")
+    attention: list[list[float]] | None = Field(description="len(tgt_tokens) x len(src_tokens); rows sum to 1")
+
+
+class Timings(BaseModel):
+    queue_ms: float = Field(description="waiting for the model")
+    model_ms: float = Field(description="the model call this request shared")
+    total_ms: float = Field(description="from arrival to answer")
+    batch_texts: int = Field(description="texts in that model call, from all requests batched together")
+
+
+class TranslateResponse(BaseModel):
+    translations: list[TranslationOut]
+    beam_size: int
+    timings: Timings
+
+
+def finite(value: float) -> float | None:
+    """JSON has no inf or NaN: send null instead."""
+    return value if math.isfinite(value) else None
+
+
+def translation_out(t: Translation) -> TranslationOut:
+    """The API's view of one Translation."""
+    attention = None if t.attention is None else [[round(w, 4) for w in row] for row in t.attention]
+    return TranslationOut(source=t.source, text=t.text, score=finite(t.log_prob),
+                          n_best=[Alternative(text=text, score=finite(s)) for text, s in t.n_best],
+                          src_tokens=t.src_pieces, tgt_tokens=t.tgt_pieces, attention=attention)
+
+
+@dataclass
+class Job:
+    """Texts waiting for the model, and the future that gets their translations."""
+
+    texts: list[str]
+    beam_size: int
+    n_best: int
+    future: asyncio.Future
+    queued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Done:
+    """What a finished job hands back to its request."""
+
+    translations: list[Translation]
+    queue_ms: float
+    model_ms: float
+    batch_texts: int
+
+
+class ModelWorker:
+    """The one thread that runs the model, fed by a micro-batching queue with a bounded number of requests."""
+
+    def __init__(self, translator: Translator, settings: ServeSettings):
+        self.translator, self.settings = translator, settings
+        self.pending = 0  # requests accepted and not yet answered
+        self.executor: ThreadPoolExecutor
+        self.queue: asyncio.Queue[Job]
+        self.task: asyncio.Task
+
+    async def start(self) -> None:
+        """Start the worker thread and the batching loop (on the server's event loop)."""
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnnmt-model")
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self.batch_forever())
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def translate(self, texts: list[str], beam_size: int, n_best: int) -> Done:
+        """Queue the texts for the next batch and wait for them, within the limits."""
+        self.admit()
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait(Job(texts, beam_size, n_best, future))
+        return await self.wait(future)
+
+    async def explain(self, text: str) -> dict[str, Any]:
+        """Run ``translator.explain`` on the worker thread, within the limits."""
+        self.admit()
+        return await self.wait(self.run(self.translator.explain, text))
+
+    def admit(self) -> None:
+        """Count a request against the queue bound, or answer 503 when it is full."""
+        if self.pending >= self.settings.queue_size:
+            raise ApiError(503, "queue_full", f"the server is busy: {self.pending} requests are waiting "
+                                              f"(the limit is {self.settings.queue_size}); retry shortly",
+                           {"Retry-After": "1"})
+        self.pending += 1
+
+    async def wait(self, result: asyncio.Future) -> Any:
+        """An admitted request's result, or 504 after ``timeout_s``."""
+        try:
+            return await asyncio.wait_for(result, self.settings.timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(504, "timeout", f"no answer within {self.settings.timeout_s:g} s") from None
+        finally:
+            self.pending -= 1
+
+    def run(self, function: Callable, *args: Any) -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    async def batch_forever(self) -> None:
+        """Gather the jobs that arrive together, then translate them, one model call per search setting."""
+        while True:
+            groups: dict[tuple[int, int], list[Job]] = {}
+            for job in await self.gather():
+                if not job.future.done():  # a request that timed out is not translated
+                    groups.setdefault((job.beam_size, job.n_best), []).append(job)
+            for (beam_size, n_best), jobs in groups.items():
+                await self.run_batch(jobs, beam_size, n_best)
+
+    async def gather(self) -> list[Job]:
+        """The next job, and those that join it within ``batch_wait_ms`` up to ``max_batch`` texts."""
+        jobs = [await self.queue.get()]
+        loop, size = asyncio.get_running_loop(), len(jobs[0].texts)
+        deadline = loop.time() + self.settings.batch_wait_ms / 1000
+        while size < self.settings.max_batch:
+            left = deadline - loop.time()
+            try:  # once the wait is over, only jobs already queued join
+                jobs.append(await asyncio.wait_for(self.queue.get(), left) if left > 0 else self.queue.get_nowait())
+            except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                break
+            size += len(jobs[-1].texts)
+        return jobs
+
+    async def run_batch(self, jobs: list[Job], beam_size: int, n_best: int) -> None:
+        """Translate all the jobs' texts in one call and hand each job its share (or the error)."""
+        texts = [text for job in jobs for text in job.texts]
+        start = time.perf_counter()
+        try:
+            results = await self.run(self.translator.translate_full, texts, beam_size, n_best)
+        except Exception as err:  # handed to every waiting request, which answers 500
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(err)
+            return
+        model_ms = (time.perf_counter() - start) * 1000
+        for job in jobs:
+            share, results = results[: len(job.texts)], results[len(job.texts) :]
+            if not job.future.done():
+                job.future.set_result(Done(share, (start - job.queued) * 1000, model_ms, len(texts)))
+
+
+def check_limits(texts: list[str], settings: ServeSettings) -> None:
+    """413 for too many texts or characters, naming the text and the limit."""
+    if len(texts) > settings.max_texts:
+        raise ApiError(413, "too_many_texts", f"{len(texts)} texts; the limit is {settings.max_texts} per request")
+    for i, text in enumerate(texts):
+        if len(text) > settings.max_chars:
+            raise ApiError(413, "text_too_long",
+                           f"text {i} has {len(text)} characters; the limit is {settings.max_chars}")
+
+
+def check_search(request: TranslateRequest, translator: Translator, settings: ServeSettings) -> int:
+    """The beam size to use (the model's default when not given), or a 422 naming the bad field."""
+    beam_size = request.beam_size or translator.config.search.beam_size
+    if beam_size > settings.max_beam:
+        raise ApiError(422, "beam_too_large", f"beam_size {beam_size} is over the limit of {settings.max_beam}")
+    if request.n_best > beam_size:
+        raise ApiError(422, "n_best_too_large", f"n_best {request.n_best} cannot exceed beam_size {beam_size}")
+    return beam_size
+
+
+def model_info(translator: Translator, settings: ServeSettings) -> dict[str, Any]:
+    """What the model is and what it was trained on, from its config and metadata."""
+    config, meta = translator.config, translator.metadata
+    m = config.model
+    return {
+        "name": config.name, "version": meta.get("rnnmt_version"),
+        "languages": meta.get("languages", {"source": "en", "target": "hi"}),
+        "cell": m.cell, "attention": m.attention, "bidirectional": m.bidirectional,
+        "size": {"parameters": sum(p.numel() for p in translator.model.parameters()),
+                 "emb_size": m.emb_size, "hidden_size": m.hidden_size, "encoder_layers": m.encoder_layers,
+                 "decoder_layers": m.decoder_layers, "vocab": meta.get("vocab_sizes")},
+        "training_data": meta.get("training_data"), "training_pairs": meta.get("training_pairs"),
+        "steps": meta.get("steps"), "scores": meta.get("best", {}),
+        "search": {"beam_size": config.search.beam_size, "n_best": config.search.n_best},
+        "device": str(translator.device), "limits": asdict(settings),
+    }
+
+
+def error_response(status: int, code: str, message: str, details: list | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def validation_response(err: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field; the input itself is not echoed back (it may be huge)."""
+    details = [{"field": ".".join(str(p) for p in e["loc"][1:]) or "body",
+                "message": e["msg"].removeprefix("Value error, ")} for e in err.errors()[:10]]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
+    return error_response(422, "invalid_request", summary or "invalid request", details)
+
+
+def add_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
+    """Every error as JSON: our limits, validation, HTTP errors, oversized bodies, and anything unexpected."""
+    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+        return error_response(err.status, err.code, err.message, None, err.headers)
+
+    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        return validation_response(err)
+
+    async def http_error(_: Request, err: HTTPException) -> JSONResponse:
+        code = HTTPStatus(err.status_code).phrase.lower().replace(" ", "_")
+        return error_response(err.status_code, code, str(err.detail), None, err.headers)
+
+    async def internal(_: Request, err: Exception) -> JSONResponse:
+        log.error("unexpected error", exc_info=err)
+        return error_response(500, "internal_error", "internal error; the server log has the details")
+
+    for kind, handler in ((ApiError, api_error), (RequestValidationError, invalid), (HTTPException, http_error),
+                          (Exception, internal)):
+        app.add_exception_handler(kind, handler)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable) -> Any:
+        size = request.headers.get("content-length", "0")
+        if not size.isdigit() or int(size) > settings.max_body_bytes:
+            return error_response(413, "body_too_large", f"the request body ({size} bytes) is over the limit "
+                                                         f"of {settings.max_body_bytes} bytes")
+        return await call_next(request)
+
+
+def add_routes(app: FastAPI, worker: ModelWorker, settings: ServeSettings) -> None:
+    translator = worker.translator
+
+    @app.post("/translate", response_model=TranslateResponse)
+    async def translate(request: TranslateRequest) -> TranslateResponse:
+        """Translate one text or several, with scores, tokens, attention and timings."""
+        arrived = time.perf_counter()
+        texts = request.all_texts()
+        check_limits(texts, settings)
+        beam_size = check_search(request, translator, settings)
+        done = await worker.translate(texts, beam_size, request.n_best)
+        timings = Timings(queue_ms=done.queue_ms, model_ms=done.model_ms, batch_texts=done.batch_texts,
+                          total_ms=(time.perf_counter() - arrived) * 1000)
+        return TranslateResponse(translations=[translation_out(t) for t in done.translations],
+                                 beam_size=beam_size, timings=timings)
+
+    @app.post("/explain")
+    async def explain(request: ExplainRequest) -> dict[str, Any]:
+        """The step-by-step record of one greedy translation: tokens, states, top candidates, attention."""
+        check_limits([request.text], settings)
+        if getattr(translator, "explain", None) is None:
+            raise ApiError(501, "not_supported", "this version of rnnmt cannot explain translations")
+        try:
+            return await worker.explain(request.text)
+        except ValueError as err:
+            raise ApiError(422, "cannot_explain", str(err)) from None
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, and how many requests are waiting."""
+        return {"status": "ok", "pending": worker.pending, "queue_size": settings.queue_size}
+
+    @app.get("/model")
+    async def model() -> dict[str, Any]:
+        """Model metadata: languages, cell, attention, size, training data, scores, and the server's limits."""
+        return model_info(translator, settings)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+
+def create_app(translator: Translator, settings: ServeSettings | None = None) -> FastAPI:
+    """The rnnmt web app: API, OpenAPI docs at /docs, and the page at /.
+
+    Its worker starts with the app's lifespan, which uvicorn runs, and so does ``with TestClient(app)``.
+    """
+    settings = settings or ServeSettings()
+    worker = ModelWorker(translator, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await worker.start()
+        yield
+        await worker.stop()
+
+    app = FastAPI(title="rnnmt", summary="English to Hindi translation with a recurrent encoder-decoder",
+                  lifespan=lifespan)
+    app.state.worker = worker
+    add_error_handlers(app, settings)
+    add_routes(app, worker, settings)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,112 @@
+"""The page in real headless Chromium (Debian's package, never a downloaded one): translate, heatmap, explain.
+
+Screenshots go to tests/artifacts/ (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from rnnmt.serving import create_app
+from rnnmt.translator import Translator
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    pytest.skip(f"Debian's chromium is not installed ({CHROMIUM} is absent): apt-get install -y chromium",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DEVANAGARI = re.compile("[\u0900-\u097f]")
+SENTENCE = "My sister's wedding is in December."
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, in a thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = create_app(Translator.load(tiny_model, "cpu"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser, server: str, width: int, height: int, outside: list[str]):
+    """A fresh page at the server; every request that leaves the server is recorded in ``outside``."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.on("request", lambda request: None if request.url.startswith(server) else outside.append(request.url))
+    page.goto(server)
+    page.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
+    return page
+
+
+def wait_for_hindi(page) -> str:
+    page.wait_for_function("/[\\u0900-\\u097f]/.test(document.getElementById('hindi').textContent)", timeout=15000)
+    return page.text_content("#hindi")
+
+
+def test_translate_shows_hindi_a_heatmap_and_the_steps(browser, server):
+    outside: list[str] = []
+    page = open_page(browser, server, 1280, 900, outside)
+    page.fill("#source", SENTENCE)
+    page.get_by_role("button", name="Translate", exact=True).click()
+    assert DEVANAGARI.search(wait_for_hindi(page))
+    rows, columns = page.locator("#heatmap tbody tr").count(), page.locator("#heatmap thead th").count()
+    assert rows >= 2 and columns >= 2
+    assert page.locator("#heatmap tbody td").count() == rows * columns
+    page.get_by_role("button", name="Explain the steps").click()
+    page.wait_for_selector("#explain-panel:not([hidden]) .step")
+    page.get_by_role("button", name="Next step").click()
+    assert page.text_content(".stepper span").startswith("Step 2 of")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-desktop.png"), full_page=True)
+    assert outside == []
+
+
+def test_keyboard_alone_on_a_phone_width_screen(browser, server):
+    outside: list[str] = []
+    page = open_page(browser, server, 390, 844, outside)
+    assert page.evaluate("document.activeElement.id") == "source"
+    page.keyboard.type("How are you?")
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowDown")  # beam size: from the model's 1 to 2
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Control+Enter")
+    assert DEVANAGARI.search(wait_for_hindi(page))
+    assert "beam 2" in page.text_content("#score")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Explain the steps"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#explain-panel:not([hidden]) .step")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways"
+    page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
+    assert outside == []

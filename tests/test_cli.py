@@ -1,0 +1,110 @@
+"""The command line, run as a user runs it: train, translate, evaluate, errors, and resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_config
+from rnnmt.__main__ import main
+
+RNNMT = [sys.executable, "-m", "rnnmt"]
+
+
+def run(*args, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(RNNMT + list(args), input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def test_translate_arguments_and_stdin(tiny_model):
+    by_args = run("translate", "-m", str(tiny_model), "Flowers bloom in spring.", "")
+    assert by_args.returncode == 0, by_args.stderr
+    assert by_args.stdout.splitlines() == ["वसंत में फूल खिलते हैं।", ""]
+    by_stdin = run("translate", "-m", str(tiny_model), "--beam-size", "3", stdin="Flowers bloom in spring.\nHi.\n")
+    assert by_stdin.stdout.splitlines()[0] == "वसंत में फूल खिलते हैं।" and len(by_stdin.stdout.splitlines()) == 2
+
+
+def test_translate_n_best_prints_scores(tiny_model, capsys):
+    assert main(["translate", "-m", str(tiny_model), "--n-best", "3", "Flowers bloom in spring."]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    scores = [float(line.split("\t")[0]) for line in lines]
+    assert len(lines) == 3 and scores == sorted(scores, reverse=True)
+
+
+def test_evaluate_prints_signatures_and_writes_hypotheses(tiny_model, tmp_path, capsys):
+    src, ref = tmp_path / "test.en", tmp_path / "test.hi"
+    src.write_text("Flowers bloom in spring.\nCan you call a taxi for me?\n", encoding="utf-8")
+    ref.write_text("वसंत में फूल खिलते हैं।\nक्या आप मेरे लिए टैक्सी बुला सकते हैं?\n", encoding="utf-8")
+    assert main(["evaluate", "-m", str(tiny_model), "--src", str(src), "--ref", str(ref), "--json",
+                 "--out", str(tmp_path / "hyp.hi")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["bleu"] == pytest.approx(100.0) and scores["chrf"] == pytest.approx(100.0)
+    assert "nrefs:1" in scores["bleu_signature"] and "nc:6|nw:2" in scores["chrf_signature"]
+    assert (tmp_path / "hyp.hi").read_text(encoding="utf-8").splitlines()[0] == "वसंत में फूल खिलते हैं।"
+
+
+def test_evaluate_refuses_misaligned_references(tiny_model, tmp_path, capsys):
+    (tmp_path / "a.en").write_text("One.\nTwo.\n", encoding="utf-8")
+    (tmp_path / "a.hi").write_text("एक।\n", encoding="utf-8")
+    code = main(["evaluate", "-m", str(tiny_model), "--src", str(tmp_path / "a.en"), "--ref", str(tmp_path / "a.hi")])
+    assert code == 2 and "a.en has 2 lines but" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "default", "--model.cell", "lstmm"], "model.cell is 'lstmm'; allowed values: rnn, gru, lstm"),
+    (["train", "default", "--model.celll", "gru"], "unknown key 'model.celll'"),
+    (["train", "nothing.yaml"], "neither a file nor a bundled config"),
+    (["translate", "-m", "no/such/folder", "Hi"], "no/such/folder: no such model folder"),
+])
+def test_user_errors_are_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_train_writes_a_folder_that_translates(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(train={"max_steps": 10, "valid_every": 5})), encoding="utf-8")
+    assert main(["train", str(config), "--model-dir", str(tmp_path / "m"), "--seed", "3", "--train.lr", "3e-3"]) == 0
+    assert "dev BLEU" in capsys.readouterr().out
+    saved = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["train"]["seed"] == 3 and saved["train"]["lr"] == 3e-3
+    assert main(["translate", "-m", str(tmp_path / "m"), "Hello."]) == 0
+
+
+@pytest.mark.slow
+def test_training_resumes_after_kill_9(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(train={"max_steps": 100000, "max_epochs": 1000, "valid_every": 25})),
+                      encoding="utf-8")
+    folder = tmp_path / "m"
+    process = subprocess.Popen(RNNMT + ["train", str(config), "--model-dir", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = folder / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (checkpoint.exists() and step_of(checkpoint) >= 50):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = step_of(checkpoint)
+    assert killed_at >= 50
+    resumed = run("train", str(config), "--model-dir", str(folder), "--resume",
+                  "--train.max_steps", str(killed_at + 25))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed {folder} at step {killed_at}" in resumed.stderr
+    assert step_of(checkpoint) == killed_at + 25
+    assert not list(folder.rglob("*.tmp")), "a resumed run clears what the kill left half-written"
+
+
+def step_of(checkpoint) -> int:
+    for _ in range(20):
+        try:
+            return torch.load(checkpoint, weights_only=True)["progress"]["step"]
+        except (EOFError, RuntimeError, FileNotFoundError):
+            time.sleep(0.1)  # replaced while we read it
+    raise AssertionError(f"{checkpoint} cannot be read")
