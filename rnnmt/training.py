@@ -72,6 +72,21 @@ def sequence_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: f
                            label_smoothing=label_smoothing, reduction="sum")
 
 
+def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, clip_norm: float = 1.0,
+               label_smoothing: float = 0.0, amp: torch.dtype | None = None) -> float:
+    """One teacher-forced update: forward, cross-entropy per real target token, backward, clip, step."""
+    device = batch.src.device.type
+    with torch.autocast(device, dtype=amp, enabled=amp is not None):
+        logits = model(batch.src, batch.src_len, batch.tgt_in)  # batch x tgt_len x V
+    loss = sequence_loss(logits, batch.tgt_out, label_smoothing) / batch.tokens
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+    return loss.item()
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: bf16 on CUDA under ``auto``, none on the CPU unless asked for."""
     if amp == "auto":
@@ -152,15 +167,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> float:
         """One teacher-forced update; returns the loss per target token."""
         t = self.config.train
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            logits = self.model(batch.src, batch.src_len, batch.tgt_in)  # batch x tgt_len x V
-        loss = sequence_loss(logits, batch.tgt_out, t.label_smoothing) / batch.tokens
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-        self.optimizer.step()
-        return loss.item()
+        return train_step(self.model, self.optimizer, batch, t.clip_norm, t.label_smoothing, self.amp)
 
     def out_of_budget(self) -> bool:
         t, p = self.config.train, self.progress
