@@ -69,9 +69,27 @@ def variant(base: Config, attention: str, name: str, budget_minutes: float) -> C
     return config
 
 
+def hold_out(base: Config, out: Path, count: int, seed: int) -> Config:
+    """The base config training on all but ``count`` random pairs of its data, evaluated on those pairs."""
+    pairs = load_pairs(base.data.train, base.data)
+    random.Random(seed).shuffle(pairs)
+    for name, part in (("heldout", pairs[:count]), ("train", pairs[count:])):
+        write_bytes(out / f"{name}.tsv", "".join(f"{en}\t{hi}\n" for en, hi in part).encode("utf-8"))
+    config = copy.deepcopy(base)
+    config.data.train = [CorpusConfig(tsv=str(out / "train.tsv"))]
+    config.data.dev = CorpusConfig(tsv=str(out / "heldout.tsv"))
+    return config
+
+
 def bottleneck(base: Config, out: Path, budget_minutes: float, attention: str = "luong_general",
-               eval_set: CorpusConfig | None = None, heatmaps: int = 3) -> dict:
-    """Train both models, score them by source length, and write the table, the plot and heatmaps."""
+               eval_set: CorpusConfig | None = None, heatmaps: int = 3, holdout: int = 0) -> dict:
+    """Train both models, score them by source length, and write the table, the plot and heatmaps.
+
+    The models are scored on ``eval_set``, else on ``holdout`` pairs held out of the training data, else on
+    the config's dev set.
+    """
+    if holdout and not eval_set:
+        base = hold_out(base, out, holdout, base.train.seed)
     eval_set = eval_set or base.data.dev
     pairs = load_pairs([eval_set], base.data, filter_lengths=False)
     sources, references = [en for en, _ in pairs], [hi for _, hi in pairs]

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import tiny_config
 from rnnmt.config import CorpusConfig, config_from_dict
-from rnnmt.study import bottleneck, bucket_of, copy_task, scores_by_length
+from rnnmt.study import bottleneck, bucket_of, copy_task, hold_out, scores_by_length
 from rnnmt.training import train
 from rnnmt.translator import Translator
 
@@ -66,3 +66,12 @@ def test_bottleneck_writes_table_plots_and_heatmaps(tmp_path):
     table = (tmp_path / "bottleneck.md").read_text(encoding="utf-8")
     assert "| 6-10 |" in table and "| all | 40 |" in table
     assert json.loads((tmp_path / "bottleneck.json").read_text(encoding="utf-8"))["eval_set"] == "bundled:dev"
+
+
+def test_hold_out_splits_the_training_data_without_overlap(tmp_path):
+    base = config_from_dict(tiny_config())
+    config = hold_out(base, tmp_path, 30, seed=1)
+    held = (tmp_path / "heldout.tsv").read_text(encoding="utf-8").splitlines()
+    kept = (tmp_path / "train.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(held) == 30 and len(kept) == 170 and not set(held) & set(kept)
+    assert config.data.dev.tsv == str(tmp_path / "heldout.tsv") and base.data.dev.bundled == "dev"
