@@ -45,7 +45,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
         return translate_numpy(args)
     from rnnmt.translator import Translator
 
-    translator = Translator.load(args.model, args.device)
+    translator = Translator.load(args.model, args.device, args.precision)
     if args.batch_size:
         translator.config.search.batch_size = args.batch_size
     if args.n_best > 1:
@@ -77,7 +77,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from rnnmt.model_folder import write_bytes
     from rnnmt.translator import Translator
 
-    translator = Translator.load(args.model, args.device)
+    translator = Translator.load(args.model, args.device, args.precision)
     sources = read_lines(args.src)
     references = [[normalize_hindi(line, indic=False) for line in read_lines(path)] for path in args.ref]
     for path, stream in zip(args.ref, references, strict=True):
@@ -98,7 +98,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_study(args: argparse.Namespace, overrides: list[str]) -> None:
     from rnnmt.study import bottleneck
 
-    results = bottleneck(load_config(args.data, overrides), Path(args.out), args.budget_minutes, args.attention)
+    results = bottleneck(load_config(args.data, overrides), Path(args.out), args.budget_minutes, args.attention,
+                         holdout=args.holdout)
     print(Path(args.out, "bottleneck.md").read_text(encoding="utf-8"))
     print(f"table, plots and heatmaps in {args.out}; models: "
           + ", ".join(m["folder"] for m in results["models"].values()))
@@ -144,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
         p.add_argument("--beam-size", type=int, help="1 is greedy search (default: the model's config)")
         p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        p.add_argument("--precision", choices=("fp32", "int8"),
+                       help="int8: quantised weights, faster on the CPU (default: the model's search.precision)")
         if name == "translate":
             p.add_argument("text", nargs="*", help="English sentences (default: read lines from stdin)")
             p.add_argument("--n-best", type=int, default=1, help="print the n best translations with scores")
@@ -161,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="shared", help="the config (data and model) both models share (default: shared)")
     p.add_argument("--budget-minutes", type=float, default=10.0, help="training minutes for each model")
     p.add_argument("--attention", default="luong_general", choices=("bahdanau", "luong_dot", "luong_general"))
+    p.add_argument("--holdout", type=int, default=0,
+                   help="score on this many pairs held out of the training data (default: the config's dev set)")
     p.add_argument("--out", default="runs/bottleneck", help="folder for the models, table, plots and heatmaps")
     p = sub.add_parser("explain", help="walk one translation through the seed's table with the real numbers")
     p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")

@@ -112,7 +112,7 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, off on the CPU
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA and bf16-capable CPUs, else off
     threads: int = 0  # torch threads on the CPU; 0 keeps torch's default
 
 
@@ -128,6 +128,7 @@ class SearchConfig:
     max_src_len: int = 400  # longer inputs are cut to this many tokens
     batch_size: int = 64  # sentences per batch when translating
     replace_unk: bool = True  # copy the most attended source word where the output is <unk>
+    precision: Literal["fp32", "int8"] = "fp32"  # int8: dynamically quantised weights, for CPU inference
 
 
 def output_limit(src_len: int, ratio: float, cap: int) -> int:

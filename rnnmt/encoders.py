@@ -60,9 +60,12 @@ class Encoder(nn.Module):
     def forward(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
         """src: batch x src_len token ids, src_len: batch lengths (each at least 1)."""
         x = self.dropout(self.embed(src))  # batch x src_len x emb
-        packed = pack_padded_sequence(x, src_len.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed, self.initial_state(src.size(0)))
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        if bool((src_len == src.size(1)).all()):  # no padding (one sentence, say): nothing to pack, same result
+            states, final = self.rnn(x, self.initial_state(src.size(0)))
+        else:
+            packed = pack_padded_sequence(x, src_len.cpu(), batch_first=True, enforce_sorted=False)
+            out, final = self.rnn(packed, self.initial_state(src.size(0)))
+            states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         mask = torch.arange(src.size(1), device=src.device)[None, :] < src_len.to(src.device)[:, None]
         return EncoderOutput(self.dropout(states), self.join_directions(final), mask)
 

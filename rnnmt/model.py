@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -88,3 +90,20 @@ def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -
     model = Seq2Seq(config, src_vocab_size, tgt_vocab_size)
     init_weights(model, config.init, config.init_scale)
     return model
+
+
+def quantize(model: Seq2Seq, precision: str) -> Seq2Seq:
+    """The model for CPU inference at ``precision``: unchanged for fp32; for int8, its layers swapped in place.
+
+    int8 is dynamic quantisation: every linear and recurrent layer keeps int8 weights and quantises its
+    input on the fly (fbgemm kernels), about 4 times less memory to read per decoder step. The swap is in
+    place, so the fp32 weights are freed rather than copied.
+    """
+    if precision == "fp32":
+        return model
+    if precision != "int8":
+        raise ValueError(f"search.precision is {precision!r}; allowed values: fp32, int8")
+    with warnings.catch_warnings():  # torch.ao's eager quantisation works in torch 2.13 but warns of its move
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear, nn.GRU, nn.LSTM}, dtype=torch.qint8,
+                                                      inplace=True)

@@ -88,10 +88,15 @@ def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, c
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CUDA under ``auto``, none on the CPU unless asked for."""
+    """The autocast dtype: under ``auto``, bf16 on CUDA and on CPUs with bf16 units, none on other CPUs."""
     if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()) else None
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), so autocast pays instead of costing."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 class Trainer:
@@ -104,6 +109,8 @@ class Trainer:
             raise TrainingError(f"{self.folder} already holds a training run; pass --resume to continue it"
                                 " or --overwrite to start again")
         self.resuming = resume and self.checkpoint.exists()
+        if resume and not self.resuming:
+            log.info("%s holds no checkpoint to resume: starting a new run", self.folder)
         t = config.train
         seed_everything(t.seed)
         if t.threads:
@@ -176,7 +183,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train, logging to the folder's train.log as well."""
         package_log = logging.getLogger("rnnmt")
-        log_file = logging.FileHandler(self.folder / "train.log", encoding="utf-8")
+        log_file = logging.FileHandler(self.folder / "train.log", mode="a" if self.resuming else "w", encoding="utf-8")
         log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         package_log.addHandler(log_file)
         package_log.setLevel(logging.INFO)

@@ -18,7 +18,7 @@ import torch
 from rnnmt.batching import collate, pad
 from rnnmt.config import Config
 from rnnmt.data import normalize_english, normalize_hindi
-from rnnmt.model import Seq2Seq
+from rnnmt.model import Seq2Seq, quantize
 from rnnmt.model_folder import read_model_folder
 from rnnmt.search import Hypothesis, beam_search, greedy_search
 from rnnmt.vocabulary import PAD, UNK, Tokenizer, encode_source, fill_unknown
@@ -51,19 +51,22 @@ class Translator:
     """A trained model with its tokenizers and search settings."""
 
     def __init__(self, model: Seq2Seq, config: Config, src: Tokenizer, tgt: Tokenizer,
-                 metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu"):
+                 metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu", precision: str = "fp32"):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        if precision != "fp32" and self.device.type != "cpu":
+            raise ValueError(f"precision {precision} runs on the CPU only, not on {self.device}")
+        self.model = quantize(model.to(self.device).eval(), precision)
         self.config, self.src, self.tgt = config, src, tgt
         self.metadata = metadata or {}
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> Translator:
-        """Load a model folder written by ``rnnmt train``."""
+    def load(cls, path: str | Path, device: str = "auto", precision: str | None = None) -> Translator:
+        """Load a model folder written by ``rnnmt train``; ``precision`` defaults to its ``search.precision``."""
         folder = read_model_folder(path)
         model = Seq2Seq(folder.config.model, folder.src.size, folder.tgt.size)
         model.load_state_dict(folder.weights)
-        return cls(model, folder.config, folder.src, folder.tgt, folder.metadata, pick_device(device))
+        return cls(model, folder.config, folder.src, folder.tgt, folder.metadata, pick_device(device),
+                   precision or folder.config.search.precision)
 
     def translate(self, texts: str | list[str], beam_size: int | None = None) -> str | list[str]:
         """Hindi for each English text (a str for a str); an empty text gives an empty translation."""

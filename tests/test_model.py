@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rnnmt.config import ModelConfig
-from rnnmt.model import build_model
+from rnnmt.model import build_model, quantize
 
 
 def test_seed_model_hands_the_last_encoder_state_over_unchanged():
@@ -46,3 +46,17 @@ def test_xavier_init_makes_recurrent_blocks_orthogonal_and_zeroes_biases():
 def test_uniform_init_stays_in_range():
     model = build_model(ModelConfig(init="uniform", init_scale=0.05, emb_size=4, hidden_size=6), 10, 12)
     assert all(p.abs().max() <= 0.05 for p in model.parameters())
+
+
+def test_int8_weights_keep_the_logits_close():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(emb_size=16, hidden_size=32, attention="luong_general"), 50, 60).eval()
+    assert quantize(model, "fp32") is model
+    src, src_len, tgt = torch.randint(4, 50, (3, 7)), torch.tensor([7, 5, 2]), torch.randint(4, 60, (3, 6))
+    with torch.no_grad():
+        fp32 = model(src, src_len, tgt)
+        small = quantize(model, "int8")
+        assert type(small.decoder.output) is not torch.nn.Linear
+        torch.testing.assert_close(small(src, src_len, tgt), fp32, atol=0.05, rtol=0.05)
+    with pytest.raises(ValueError, match="allowed values: fp32, int8"):
+        quantize(model, "int4")

@@ -5,7 +5,7 @@ import torch
 from rnnmt.batching import pad
 from rnnmt.config import CorpusConfig
 from rnnmt.data import read_corpus
-from rnnmt.search import beam_search, greedy_search, length_limits
+from rnnmt.search import beam_search, best_extensions, greedy_search, length_limits
 from rnnmt.translator import Translator
 from rnnmt.vocabulary import EOS, encode_source
 
@@ -87,3 +87,16 @@ def test_attention_rows_belong_to_output_tokens(tiny_model):
 
 def test_length_limits_grow_with_the_source_and_stop_at_the_cap():
     assert length_limits(torch.tensor([1, 10, 500]), 2.0, 200).tolist() == [7, 25, 200]
+
+
+def test_ranking_each_rows_best_words_equals_ranking_every_word():
+    torch.manual_seed(0)
+    batch, k, vocab = 4, 3, 50
+    log_probs = torch.randn(batch * k, vocab).log_softmax(-1)
+    scores = torch.randn(batch, k)
+    scores[0, 1:] = float("-inf")  # a first step: only one live beam
+    origin, token, best = best_extensions(scores, log_probs, k)
+    full, index = (scores.view(-1, 1) + log_probs).view(batch, k * vocab).topk(k, dim=1)
+    torch.testing.assert_close(best, full)
+    assert origin.tolist() == (index // vocab + torch.arange(batch)[:, None] * k).view(-1).tolist()
+    assert token.tolist() == (index % vocab).view(-1).tolist()

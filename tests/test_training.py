@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from rnnmt import training
 from rnnmt.config import CorpusConfig, config_from_dict
 from rnnmt.data import read_corpus
-from rnnmt.training import TrainingError, train
+from rnnmt.training import TrainingError, autocast_dtype, train
 from rnnmt.translator import Translator
 
 
@@ -80,3 +81,12 @@ def test_metadata_and_log_and_plot_are_written(tiny_model):
     assert metadata["steps"] == 600 and metadata["parameters"] > 0 and metadata["training_seconds"] > 0
     assert "step 600" in (tiny_model / "train.log").read_text(encoding="utf-8")
     assert (tiny_model / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_auto_amp_is_bf16_only_where_the_cpu_multiplies_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)
+    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("off", cpu) is None and autocast_dtype("bf16", cpu) == torch.bfloat16

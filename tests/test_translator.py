@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from rnnmt.translator import Translator
 
 
@@ -69,3 +71,11 @@ def test_unknown_output_copies_the_most_attended_source_word(tiny_model):
 
     hypothesis = Hypothesis([UNK], -1.0, -1.0, torch.tensor(rows))
     assert translator.detokenize(hypothesis, src_pieces) == "Ramesh"
+
+
+def test_int8_weights_translate_much_like_fp32_and_only_on_the_cpu(tiny_model):
+    sentences = ["Can you call a taxi for me?", "Flowers bloom in spring.", "Where is the station?"]
+    fp32, int8 = Translator.load(tiny_model, "cpu"), Translator.load(tiny_model, "cpu", "int8")
+    assert fp32.translate(sentences) == int8.translate(sentences)
+    with pytest.raises(ValueError, match="CPU only"):
+        Translator(fp32.model, fp32.config, fp32.src, fp32.tgt, device="cuda", precision="int8")
