@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnmt.config import config_from_dict
 
@@ -36,6 +37,15 @@ def tiny_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models") / "tiny"
     train(config_from_dict(tiny_config()), folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from rnnmt.vocabulary import BOS, EOS
 
 SENTENCES = ["Where is the station?", "He reads a book every day."]
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def seed_model(tiny_model, tmp_path_factory) -> Path:
@@ -41,15 +43,6 @@ def seed_model(tiny_model, tmp_path_factory) -> Path:
     save_weights(folder, model)
     save_metadata(folder, {})
     return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(params=["tiny_model", "seed_model"])
