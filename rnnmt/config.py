@@ -236,6 +236,8 @@ def coerce(hint: Any, value: Any, where: str, path: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return coerce(inner, value, where, path)
     if origin is Literal:
+        if value is False and "off" in args:
+            value = "off"  # YAML 1.1 reads a bare `off` as false
         if value not in args:
             raise ConfigError(f"{where}: {path} is {value!r}; allowed values: {', '.join(map(str, args))}")
         return value

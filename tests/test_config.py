@@ -65,3 +65,8 @@ def test_missing_config_is_named():
 
 def test_defaults_live_in_the_dataclasses():
     assert config_from_dict({}) == Config()
+
+
+def test_a_bare_off_means_off():
+    assert load_config("default", ["--train.amp", "off"]).train.amp == "off"
+    assert config_from_dict({"train": {"amp": False}}).train.amp == "off"
