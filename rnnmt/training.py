@@ -116,6 +116,7 @@ class Trainer:
         for stale in self.folder.rglob(".*.tmp"):  # half-written by a killed run; the old file is intact
             stale.unlink()
         self.src, self.tgt, self.examples, self.dev = self.prepare_data()
+        self.dev_examples = encode_pairs(self.dev, self.src, self.tgt, config.search.max_src_len)
         self.model = build_model(config.model, self.src.size, self.tgt.size).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                           fused=self.device.type in ("cpu", "cuda"))
@@ -245,7 +246,7 @@ class Trainer:
     def evaluate_dev(self) -> dict[str, float]:
         """Teacher-forced dev loss, and greedy translations of the first dev sentences scored by sacreBLEU."""
         self.model.eval()
-        examples = encode_pairs(self.dev, self.src, self.tgt, self.config.search.max_src_len)
+        examples = self.dev_examples
         total, tokens = 0.0, 0
         for start in range(0, len(examples), 64):
             batch = collate(examples[start : start + 64]).to(self.device)
