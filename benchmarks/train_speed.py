@@ -81,7 +81,7 @@ class TutorialModel(nn.Module):
             s = state[0] if self.lstm else state
             if self.attention is not None:
                 alpha = torch.softmax(memory @ self.attention(s)[0], 0)  # src_len
-                s = torch.tanh(self.combine(torch.cat([s, (alpha @ memory)[None]], 1)))
+                s = self.combine(torch.cat([s, (alpha @ memory)[None]], 1))
             total = total + nn.functional.cross_entropy(self.output(s), target[None])
         return total / len(tgt_out)
 

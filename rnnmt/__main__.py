@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rnnmt.config import ConfigError, load_config
+from rnnmt.config import ConfigError, bundled_names, load_config
 from rnnmt.data import DataError, normalize_hindi, read_lines
 from rnnmt.metrics import corpus_scores
 from rnnmt.reference import ReferenceTranslator, UnsupportedModel
@@ -134,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train a model and write a model folder",
                        epilog="Any config field can be overridden: --train.lr 3e-4 --model.cell lstm")
-    p.add_argument("config", help="a YAML config file, or a bundled one: default, seed, shared")
+    p.add_argument("config", help=f"a YAML config file, or a bundled one: {bundled_names()}")
     p.add_argument("--model-dir", help="where to write the model folder (default: models/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")

@@ -174,8 +174,12 @@ def resolve_config_path(source: str | Path) -> Path:
     bundled = BUNDLED_CONFIGS / f"{source}.yaml"
     if bundled.is_file():
         return bundled
-    names = ", ".join(sorted(p.stem for p in BUNDLED_CONFIGS.glob("*.yaml")))
-    raise ConfigError(f"config {source!s} is neither a file nor a bundled config ({names})")
+    raise ConfigError(f"config {source!s} is neither a file nor a bundled config ({bundled_names()})")
+
+
+def bundled_names() -> str:
+    """The bundled configs, comma-separated: what ``rnnmt train NAME`` accepts besides a file."""
+    return ", ".join(sorted(p.stem for p in BUNDLED_CONFIGS.glob("*.yaml")))
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:

@@ -48,7 +48,7 @@ class Decoder(nn.Module):
 
     In the seed's notation the recurrence's weights are the cell's ``W`` (W_dec), ``U`` (V, on the
     embedded previous word y_t) and ``b`` (c); ``output`` holds the V and c of the output equation.
-    With attention, the output reads ``tanh(W_c [s_t; ctx_t])`` instead of s_t alone.
+    With attention, the output reads ``o_t = W_c [s_t; ctx_t] + b_c`` instead of s_t alone (see ``attend``).
     Without attention, or with Luong attention and no input feeding, teacher-forced training runs the
     whole target in one fused call; Bahdanau attention and input feeding need one step at a time.
     """
@@ -92,7 +92,7 @@ class Decoder(nn.Module):
             top = (state.hidden[0] if isinstance(state.hidden, tuple) else state.hidden)[-1:]  # 1 x batch x hidden
             context, alpha = self.attention(top.transpose(0, 1), memory.keys, memory.states, memory.mask)
             s, hidden = self.rnn(torch.cat([x, context], dim=-1), state.hidden)
-            out = torch.tanh(self.combine(torch.cat([s, context], dim=-1)))
+            out = self.combine(torch.cat([s, context], dim=-1))
         else:
             if self.input_feeding:
                 feed = state.feed if state.feed is not None else x.new_zeros(x.size(0), 1, self.output.in_features)
@@ -103,8 +103,13 @@ class Decoder(nn.Module):
         return self.output(self.dropout(out)), DecoderState(hidden, feed), alpha
 
     def attend(self, s: Tensor, memory: Memory) -> tuple[Tensor, Tensor | None]:
-        """Luong's attentional output ``tanh(W_c [s_t; ctx_t])``, or s_t itself without attention."""
+        """The attentional output ``o_t = W_c [s_t; ctx_t] + b_c``, or s_t itself without attention.
+
+        Luong et al. put a tanh around it. Here that tanh saturated on real data: after 300 steps 99.8% of its
+        units sat beyond +-0.95, the context no longer reached the logits and the model was stuck repeating
+        one word (train loss 6.66 against the seed's 5.88). Linear, it trains as fast as the seed's model.
+        """
         if self.attention is None:
             return s, None
         context, alpha = self.attention(s, memory.keys, memory.states, memory.mask)
-        return torch.tanh(self.combine(torch.cat([s, context], dim=-1))), alpha
+        return self.combine(torch.cat([s, context], dim=-1)), alpha

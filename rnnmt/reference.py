@@ -194,7 +194,7 @@ class ReferenceModel:
     def step(self, y: int, s: np.ndarray, encoded: Encoded) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """One decoder step (steps 6-8): ``s_t = tanh(W_dec s_{t-1} + V y_t + c)``, then the logits ``V s_t + c``.
 
-        y is the word chosen last. With attention the logits read ``o_t = tanh(W_c [s_t; ctx_t] + b_c)``
+        y is the word chosen last. With attention the logits read ``o_t = W_c [s_t; ctx_t] + b_c``
         instead of s_t; Bahdanau's ctx_t is computed from s_{t-1} and also feeds the recurrence.
         Returns the logits (tgt_vocab), s_t of every layer (layers x hidden) and alpha_t (src_len) or None.
         """
@@ -206,7 +206,7 @@ class ReferenceModel:
         s = stack_step(self.decoder, s, x)
         if self.config.attention in ("luong_dot", "luong_general"):
             ctx, alpha = self.attend(s[-1], encoded)
-        out = s[-1] if ctx is None else np.tanh(
+        out = s[-1] if ctx is None else (
             self.w["decoder.combine.weight"] @ np.concatenate([s[-1], ctx]) + self.w["decoder.combine.bias"])
         return self.w["decoder.output.weight"] @ out + self.w["decoder.output.bias"], s, alpha
 

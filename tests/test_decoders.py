@@ -48,3 +48,19 @@ def test_seed_decoder_step_is_the_equation():
     s = torch.tanh(p["decoder.rnn.W.0"] @ state.hidden[0, 0] + p["decoder.rnn.U.0"] @ y + p["decoder.rnn.b.0"])
     torch.testing.assert_close(new_state.hidden[0, 0], s)
     torch.testing.assert_close(logits[0, 0], p["decoder.output.weight"] @ s + p["decoder.output.bias"])
+
+
+def test_luong_step_is_the_equations():
+    """s_t from the seed's recurrence, alpha_t = softmax_j(s_t^T W_a h_j), o_t = W_c [s_t; ctx_t] + b_c."""
+    torch.manual_seed(0)
+    config = ModelConfig(cell="rnn", emb_size=4, hidden_size=6, attention="luong_general", dropout=0.0)
+    model = build_model(config, 10, 12).eval()
+    encoded, memory, state = model.encode(torch.tensor([[5, 7, 3]]), torch.tensor([3]))
+    logits, new_state, alpha = model.decoder.step(torch.tensor([[2]]), state, memory)
+    p = dict(model.named_parameters())
+    s = new_state.hidden[0, 0]
+    h = encoded.states[0]  # src_len x hidden: h_1..h_3
+    weights = torch.softmax(h @ p["decoder.attention.W_a.weight"].T @ s, dim=0)
+    o = p["decoder.combine.weight"] @ torch.cat([s, weights @ h]) + p["decoder.combine.bias"]
+    torch.testing.assert_close(alpha[0, 0], weights)
+    torch.testing.assert_close(logits[0, 0], p["decoder.output.weight"] @ o + p["decoder.output.bias"])
