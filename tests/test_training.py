@@ -1,6 +1,7 @@
 """Training: loss falls, a tiny corpus is memorised exactly by every cell, and a resumed run is the same run."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -36,8 +37,10 @@ def test_loss_falls_on_the_bundled_corpus(tiny_model):
     history = torch.load(tiny_model / "checkpoints" / "last.pt", weights_only=True)["progress"]["history"]
     losses = [h["train_loss"] for h in history if "train_loss" in h]
     assert losses[-1] < 0.6 * losses[0]
-    dev = [h["dev_loss"] for h in history if "dev_loss" in h]
-    assert dev[-1] < 6.0
+    # 200 pairs and no dropout: the model overfits, so dev loss is only checked for being measured each time
+    validations = [h for h in history if "dev_loss" in h]
+    assert [h["step"] for h in validations] == [300, 600]
+    assert all(math.isfinite(h["dev_loss"]) and 0 <= h["dev_chrf"] <= 100 for h in validations)
 
 
 def short_run(steps: int) -> dict:
