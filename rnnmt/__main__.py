@@ -32,6 +32,8 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> None:
     config = load_config(args.config, overrides)
     folder = Path(args.model_dir or f"models/{config.name}")
     metadata = train(config, folder, resume=args.resume, overwrite=args.overwrite)
+    if not metadata:  # a rank other than the leader of a torchrun launch
+        return
     best = metadata["best"]
     if "dev_chrf" in best:
         print(f"{folder}: dev BLEU {best['dev_bleu']:.2f}, chrF++ {best['dev_chrf']:.2f} "

@@ -24,6 +24,7 @@ from rnnmt import __version__
 from rnnmt.batching import Batch, Example, bucket_batches, collate, encode_pairs
 from rnnmt.config import Config
 from rnnmt.data import Pair, load_pairs
+from rnnmt.distributed import join
 from rnnmt.metrics import corpus_scores
 from rnnmt.model import Seq2Seq, build_model
 from rnnmt.model_folder import (
@@ -107,17 +108,19 @@ class Trainer:
         if resume and not self.resuming:
             log.info("%s holds no checkpoint to resume: starting a new run", self.folder)
         t = config.train
-        seed_everything(t.seed)
+        self.world = join(pick_device(t.device))  # one rank, unless launched by torchrun
+        self.device = self.world.place(pick_device(t.device))
+        seed_everything(t.seed + self.world.rank)  # DDP copies rank 0's initial weights to the others
         if t.threads:
             torch.set_num_threads(t.threads)
-        self.device = pick_device(t.device)
         self.amp = autocast_dtype(t.amp, self.device)
         self.folder.mkdir(parents=True, exist_ok=True)
-        for stale in self.folder.rglob(".*.tmp"):  # half-written by a killed run; the old file is intact
+        for stale in self.folder.rglob(".*.tmp") if self.world.leader else ():  # half-written by a killed run
             stale.unlink()
         self.src, self.tgt, self.examples, self.dev = self.prepare_data()
         self.dev_examples = encode_pairs(self.dev, self.src, self.tgt, config.search.max_src_len)
         self.model = build_model(config.model, self.src.size, self.tgt.size).to(self.device)
+        self.replica = self.model  # what the training step runs: the model itself, or DDP around it
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                           fused=self.device.type in ("cpu", "cuda"))
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -125,6 +128,9 @@ class Trainer:
         self.progress = Progress()
         if self.resuming:
             self.load_checkpoint()
+        if self.world.size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.replica = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.clock, self.seconds_before = time.perf_counter(), self.progress.seconds
 
     def elapsed(self) -> float:
@@ -136,13 +142,14 @@ class Trainer:
         d, v = self.config.data, self.config.vocab
         train = load_pairs(d.train, d)
         dev = load_pairs([d.dev], d, filter_lengths=False) if d.dev else []
-        if self.resuming:
-            src, tgt = load_tokenizers(self.folder)
-        else:
+        if not self.resuming and self.world.leader:
             src, tgt = train_tokenizers([en for en, _ in train], [hi for _, hi in train], v.kind, v.joint,
                                         v.src_size, v.tgt_size, v.model_type, v.min_freq)
             save_tokenizers(self.folder, src, tgt)
             save_config(self.folder, self.config)
+        self.world.barrier()  # the other ranks read the leader's vocabularies
+        if self.resuming or not self.world.leader:
+            src, tgt = load_tokenizers(self.folder)
         log.info("vocabularies: %d English and %d Hindi tokens (%s)", src.size, tgt.size, v.kind)
         return src, tgt, encode_pairs(train, src, tgt, self.config.search.max_src_len), dev
 
@@ -164,13 +171,17 @@ class Trainer:
         atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """The batches of ``epoch``: the same every time for the same seed, so a resumed run sees the same."""
-        return bucket_batches(self.examples, self.config.train.batch_tokens, self.config.train.seed * 1009 + epoch)
+        """The batches of ``epoch``: the same every time for the same seed, so a resumed run sees the same.
+
+        Under DDP every rank draws the same list and trains on its own share of it.
+        """
+        t = self.config.train
+        return self.world.share(bucket_batches(self.examples, t.batch_tokens, t.seed * 1009 + epoch))
 
     def train_step(self, batch: Batch) -> float:
         """One teacher-forced update; returns the loss per target token."""
         t = self.config.train
-        return train_step(self.model, self.optimizer, batch, t.clip_norm, t.label_smoothing, self.amp)
+        return train_step(self.replica, self.optimizer, batch, t.clip_norm, t.label_smoothing, self.amp)
 
     def out_of_budget(self) -> bool:
         t, p = self.config.train, self.progress
@@ -179,15 +190,20 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train, logging to the folder's train.log as well."""
         package_log = logging.getLogger("rnnmt")
-        log_file = logging.FileHandler(self.folder / "train.log", mode="a" if self.resuming else "w", encoding="utf-8")
-        log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        if self.world.leader:
+            log_file = logging.FileHandler(self.folder / "train.log", mode="a" if self.resuming else "w",
+                                           encoding="utf-8")
+            log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+            package_log.setLevel(logging.INFO)
+        else:
+            log_file = logging.NullHandler()
         package_log.addHandler(log_file)
-        package_log.setLevel(logging.INFO)
         try:
             return self.loop()
         finally:
             package_log.removeHandler(log_file)
             log_file.close()
+            self.world.leave()
 
     def loop(self) -> dict[str, Any]:
         """Train until the epoch, step or time budget runs out or dev chrF++ stops improving."""
@@ -195,7 +211,8 @@ class Trainer:
         stop = False
         log.info("training %s: %s parameters on %s", self.config.name, f"{count_parameters(self.model):,}",
                  self.device)
-        bar = tqdm(total=t.max_steps or None, initial=p.step, unit="step", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(total=t.max_steps or None, initial=p.step, unit="step", dynamic_ncols=True, mininterval=1.0,
+                   disable=not self.world.leader)
         tokens, window = 0, time.perf_counter()
         while p.epoch < t.max_epochs and not stop:
             batches = self.epoch_batches(p.epoch)
@@ -206,23 +223,31 @@ class Trainer:
                 p.step, p.batch_in_epoch, tokens = p.step + 1, p.batch_in_epoch + 1, tokens + batch.tokens
                 bar.update(1)
                 if p.step % t.log_every == 0:
-                    rate = tokens / max(time.perf_counter() - window, 1e-9)
+                    rate = self.world.total(tokens) / max(time.perf_counter() - window, 1e-9)
                     bar.set_postfix(epoch=p.epoch + 1, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
                     p.history.append({"step": p.step, "train_loss": loss, "tokens_per_s": rate})
                     tokens, window = 0, time.perf_counter()
                 if p.step % t.valid_every == 0:
                     stop = self.validate()
-                if stop or self.out_of_budget():
+                if self.world.any(stop or self.out_of_budget()):  # every rank stops at the same step
                     stop = True
                     break
             else:
                 p.epoch, p.batch_in_epoch = p.epoch + 1, 0
         bar.close()
-        if not p.history or "dev_chrf" not in p.history[-1]:
+        if self.world.any(self.world.leader and (not p.history or "dev_chrf" not in p.history[-1])):
             self.validate()
         return self.finish()
 
     def validate(self) -> bool:
+        """The leader validates; every rank takes its learning rate and its decision to stop early."""
+        stop = self.validate_here() if self.world.leader else False
+        lr = self.world.from_leader(self.optimizer.param_groups[0]["lr"])  # the plateau scheduler's choice
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return self.world.any(stop)
+
+    def validate_here(self) -> bool:
         """Dev loss and dev BLEU/chrF++; keep the best weights; say whether to stop early."""
         p, t = self.progress, self.config.train
         record: dict[str, Any] = {"step": p.step, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -260,8 +285,10 @@ class Trainer:
                 "dev_bleu": scores.bleu, "dev_chrf": scores.chrf}
 
     def finish(self) -> dict[str, Any]:
-        """Write the metadata of the finished run and return it."""
+        """Write the metadata of the finished run and return it (on the leader; other ranks get {})."""
         p, d = self.progress, self.config.data
+        if not self.world.leader:
+            return {}
         self.save_checkpoint()
         metadata = {
             "rnnmt_version": __version__, "torch_version": torch.__version__, "name": self.config.name,
