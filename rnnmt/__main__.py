@@ -86,7 +86,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if len(stream) != len(sources):
             raise DataError(f"{args.src} has {len(sources)} lines but {path} has {len(stream)}")
     hypotheses = translator.translate(sources, args.beam_size)
-    out = Path(args.out or Path(args.model) / "eval" / f"{Path(args.src).name}.hyp")
+    src = Path(args.src).resolve()  # two test sets are often both dev.en: their folder tells them apart
+    out = Path(args.out or Path(args.model) / "eval" / f"{src.parent.name}.{src.name}.hyp")
     write_bytes(out, "".join(h + "\n" for h in hypotheses).encode("utf-8"))
     scores = corpus_scores(hypotheses, references)
     if args.json:
@@ -158,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--src", required=True, help="English file, one sentence per line")
             p.add_argument("--ref", required=True, nargs="+", help="Hindi reference file(s)")
-            p.add_argument("--out", help="where to write the hypotheses (default: MODEL/eval/SRC.hyp)")
+            p.add_argument("--out", help="where to write the hypotheses (default: MODEL/eval/FOLDER.SRC.hyp)")
             p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p = sub.add_parser("study", help="measure the model; `study bottleneck` trains it without and with attention",
                        epilog="Config fields can be overridden as in train: --model.cell rnn")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,20 @@ def test_evaluate_prints_signatures_and_writes_hypotheses(tiny_model, tmp_path, 
     assert scores["bleu"] == pytest.approx(100.0) and scores["chrf"] == pytest.approx(100.0)
     assert "nrefs:1" in scores["bleu_signature"] and "nc:6|nw:2" in scores["chrf_signature"]
     assert (tmp_path / "hyp.hi").read_text(encoding="utf-8").splitlines()[0] == "वसंत में फूल खिलते हैं।"
+
+
+def test_evaluate_keeps_apart_test_sets_of_the_same_name(tiny_model, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    for corpus, text in (("iitb", "Flowers bloom in spring."), ("flores", "Can you call a taxi for me?")):
+        (tmp_path / corpus).mkdir()
+        (tmp_path / corpus / "dev.en").write_text(text + "\n", encoding="utf-8")
+        (tmp_path / corpus / "dev.hi").write_text("फूल\n", encoding="utf-8")
+        assert main(["evaluate", "-m", str(model), "--src", str(tmp_path / corpus / "dev.en"),
+                     "--ref", str(tmp_path / corpus / "dev.hi")]) == 0
+    written = {p.name: p.read_text(encoding="utf-8") for p in (model / "eval").iterdir()}
+    assert sorted(written) == ["flores.dev.en.hyp", "iitb.dev.en.hyp"]
+    assert written["iitb.dev.en.hyp"] != written["flores.dev.en.hyp"]
 
 
 def test_evaluate_refuses_misaligned_references(tiny_model, tmp_path, capsys):
