@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from rnnmt.config import Config, ConfigError, config_to_yaml, load_config
 from rnnmt.vocabulary import SentencePieceTokenizer, Tokenizer, WordTokenizer, load_tokenizers
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the attentional output is W_c [s_t; ctx_t] + b_c; format 1 had a tanh around it
 CONFIG, WEIGHTS, METADATA, LAST = "config.yaml", "weights.safetensors", "metadata.json", "checkpoints/last.pt"
 
 
@@ -108,8 +108,12 @@ def read_model_folder(path: str | Path) -> ModelFolder:
     except ConfigError as err:
         raise ModelFolderError(f"{folder}: {err}") from err
     metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    if metadata.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFolderError(f"{folder}: format {metadata['format_version']} is newer than this rnnmt reads")
+    version = metadata.get("format_version", 0)
+    if version > FORMAT_VERSION:
+        raise ModelFolderError(f"{folder}: format {version} is newer than this rnnmt reads")
+    if version < 2 and config.model.attention != "none":
+        raise ModelFolderError(f"{folder}: format {version} with attention: its weights expect the tanh that"
+                               " rnnmt 0.2 took out of the attentional output; train it again")
     try:
         src, tgt = load_tokenizers(folder)
     except FileNotFoundError as err:

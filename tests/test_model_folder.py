@@ -1,5 +1,6 @@
 """The model folder: a save/load round trip gives identical outputs, and missing parts are named."""
 
+import json
 import shutil
 
 import pytest
@@ -16,7 +17,7 @@ def test_folder_holds_every_part(tiny_model):
     assert {"config.yaml", "src.model", "tgt.model", "weights.safetensors", "metadata.json", "loss.png",
             "train.log", "checkpoints"} <= names
     folder = read_model_folder(tiny_model)
-    assert folder.metadata["format_version"] == 1
+    assert folder.metadata["format_version"] == 2
     assert folder.metadata["training_data"] == ["bundled:train"]
     assert "dev_chrf" in folder.metadata["best"]
 
@@ -58,3 +59,16 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, fail)
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_format_1_attention_weights_are_refused_and_plain_ones_read(tiny_model, tmp_path):
+    """Format 1 put a tanh around the attentional output: those weights would now translate wrongly, silently."""
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model, old)
+    metadata = json.loads((old / "metadata.json").read_text(encoding="utf-8"))
+    (old / "metadata.json").write_text(json.dumps({**metadata, "format_version": 1}), encoding="utf-8")
+    with pytest.raises(ModelFolderError, match="format 1 with attention.*train it again"):
+        read_model_folder(old)
+    config = (old / "config.yaml").read_text(encoding="utf-8")
+    (old / "config.yaml").write_text(config.replace("attention: luong_general", "attention: none"), encoding="utf-8")
+    assert read_model_folder(old).config.model.attention == "none"
