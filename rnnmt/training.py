@@ -113,8 +113,9 @@ class Trainer:
         if resume and not self.resuming:
             log.info("%s holds no checkpoint to resume: starting a new run", self.folder)
         t = config.train
-        self.world = join(pick_device(t.device))  # one rank, unless launched by torchrun
-        self.device = self.world.place(pick_device(t.device))
+        device = pick_device(t.device)
+        self.world = join(device)  # one rank, unless launched by torchrun
+        self.device = self.world.place(device)
         seed_everything(t.seed + self.world.rank)  # DDP copies rank 0's initial weights to the others
         if t.threads:
             torch.set_num_threads(t.threads)
