@@ -38,6 +38,7 @@ class World:
         return torch.device("cuda", self.local_rank) if self.on_gpu else device
 
     def message(self, value: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A one-number tensor where this rank's backend can send it."""
         return torch.tensor([value], dtype=dtype, device=f"cuda:{self.local_rank}" if self.on_gpu else "cpu")
 
     def barrier(self) -> None:
@@ -64,9 +65,9 @@ class World:
         """The leader's ``value`` on every rank (the learning rate after the leader's validation)."""
         if self.size == 1:
             return value
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
+        message = self.message(value, torch.float64)
+        dist.broadcast(message, src=0)
+        return float(message.item())
 
     def share(self, batches: list[list[int]]) -> list[list[int]]:
         """This rank's batches of an epoch: every size-th one, all ranks getting the same number."""
