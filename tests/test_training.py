@@ -5,11 +5,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import tiny_config
 from rnnmt.config import CorpusConfig, config_from_dict
 from rnnmt.data import read_corpus
-from rnnmt.training import TrainingError, autocast_dtype, train
+from rnnmt.training import TrainingError, autocast_dtype, sequence_loss, train
+from rnnmt.vocabulary import PAD
 from rnnmt.translator import Translator
 
 
@@ -90,3 +92,19 @@ def test_auto_amp_is_bf16_on_cuda_and_off_on_the_cpu():
     cpu = torch.device("cpu")
     assert autocast_dtype("auto", cpu) is None  # bf16 autocast was many times slower on this CPU's GRUs
     assert autocast_dtype("off", cpu) is None and autocast_dtype("bf16", cpu) == torch.bfloat16
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_loss_reads_bf16_logits_as_they_are_and_sums_in_fp32(smoothing):
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(4, 9, 300)).bfloat16().requires_grad_()
+    target = torch.randint(1, 300, (4, 9))
+    target[1, 5:] = PAD
+    loss = sequence_loss(logits, target, smoothing)
+    exact = F.cross_entropy(logits.detach().double().view(-1, 300), target.view(-1), ignore_index=PAD,
+                            label_smoothing=smoothing, reduction="sum")
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(exact.item(), rel=2e-3)  # bf16 keeps 8 bits of each token's loss
+    loss.backward()
+    assert torch.all(logits.grad[1, 5:] == 0) and logits.grad[1, :5].abs().sum() > 0  # padding takes no part
+
