@@ -283,12 +283,16 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_dev(self) -> dict[str, float]:
-        """Teacher-forced dev loss, and greedy translations of the first dev sentences scored by sacreBLEU."""
+        """Teacher-forced dev loss, and greedy translations of the first dev sentences scored by sacreBLEU.
+
+        The dev loss goes in batches of the training budget: fixed batches of 64 long news sentences held
+        64 x 150 x V fp32 logits, and made validation, not training, the run's peak memory.
+        """
         self.model.eval()
         examples = self.dev_examples
         total, tokens = 0.0, 0
-        for start in range(0, len(examples), 64):
-            batch = collate(examples[start : start + 64]).to(self.device)
+        for indices in bucket_batches(examples, self.config.train.batch_tokens, seed=0):
+            batch = collate([examples[i] for i in indices]).to(self.device)
             total += float(sequence_loss(self.model(batch.src, batch.src_len, batch.tgt_in), batch.tgt_out))
             tokens += batch.tokens
         sample = self.dev[: self.config.train.valid_sentences]

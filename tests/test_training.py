@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from conftest import tiny_config
 from rnnmt.config import CorpusConfig, config_from_dict
 from rnnmt.data import read_corpus
-from rnnmt.training import TrainingError, autocast_dtype, sequence_loss, train
+from rnnmt.batching import collate
+from rnnmt.training import Trainer, TrainingError, autocast_dtype, sequence_loss, train
 from rnnmt.vocabulary import PAD
 from rnnmt.translator import Translator
 
@@ -108,3 +109,11 @@ def test_the_loss_reads_bf16_logits_as_they_are_and_sums_in_fp32(smoothing):
     loss.backward()
     assert torch.all(logits.grad[1, 5:] == 0) and logits.grad[1, :5].abs().sum() > 0  # padding takes no part
 
+
+def test_the_dev_loss_does_not_depend_on_the_dev_batches(tmp_path):
+    trainer = Trainer(config_from_dict(tiny_config(train={"batch_tokens": 60})), tmp_path / "run")
+    examples, model = trainer.dev_examples, trainer.model
+    with torch.no_grad():
+        alone = [collate([example]) for example in examples]
+        total = sum(float(sequence_loss(model(b.src, b.src_len, b.tgt_in), b.tgt_out)) for b in alone)
+    assert trainer.evaluate_dev()["dev_loss"] == pytest.approx(total / sum(b.tokens for b in alone), rel=1e-5)
