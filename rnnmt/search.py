@@ -45,15 +45,18 @@ def greedy_decode(model: Seq2Seq, memory: Memory, state: DecoderState, limits: T
     y = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens, log_probs, alphas = [], [], []
+    first_limit = int(limits.min())
     for t in range(int(limits.max())):
         logits, state, alpha = model.decoder.step(y, state, memory)
         step_log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # batch x V (step 8)
-        y = step_log_probs.argmax(dim=-1, keepdim=True)  # step 9
-        y = torch.where((t + 1 >= limits)[:, None] & ~done[:, None], torch.full_like(y, EOS), y)
-        tokens.append(y[:, 0])
-        log_probs.append(step_log_probs.gather(1, y)[:, 0].masked_fill(done, 0.0))
+        if t + 1 >= first_limit:  # rows at their length limit must end here
+            step_log_probs = constrain(step_log_probs, torch.zeros_like(done), t + 1 >= limits)
+        best, word = step_log_probs.max(dim=-1)  # step 9: argmax and its log-probability at once
+        tokens.append(word)
+        log_probs.append(best)  # what follows a row's </s> is cut off by collect_greedy
         alphas.append(alpha)
-        done |= y[:, 0] == EOS
+        y = word[:, None]
+        done |= word == EOS
         if bool(done.all()):
             break
     return collect_greedy(torch.stack(tokens, 1), torch.stack(log_probs, 1), alphas)
