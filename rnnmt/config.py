@@ -112,7 +112,7 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, off on the CPU
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA and on CPUs with bf16 units
     threads: int = 0  # torch threads on the CPU; 0 keeps torch's default
 
 

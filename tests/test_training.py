@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_config
+from rnnmt import training
+from rnnmt.batching import collate
 from rnnmt.config import CorpusConfig, config_from_dict
 from rnnmt.data import read_corpus
-from rnnmt.batching import collate
 from rnnmt.training import Trainer, TrainingError, autocast_dtype, sequence_loss, train
-from rnnmt.vocabulary import PAD
 from rnnmt.translator import Translator
+from rnnmt.vocabulary import PAD
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +89,12 @@ def test_metadata_and_log_and_plot_are_written(tiny_model):
     assert (tiny_model / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_auto_amp_is_bf16_on_cuda_and_off_on_the_cpu():
-    assert autocast_dtype("auto", torch.device("cuda")) == torch.bfloat16
+@pytest.mark.parametrize("units", [True, False])
+def test_auto_amp_is_bf16_on_cuda_and_on_cpus_with_bf16_units(units, monkeypatch):
+    monkeypatch.setattr(training, "bf16_units", lambda: units)
     cpu = torch.device("cpu")
-    assert autocast_dtype("auto", cpu) is None  # bf16 autocast was many times slower on this CPU's GRUs
+    assert autocast_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert autocast_dtype("auto", cpu) == (torch.bfloat16 if units else None)  # fp32 where bf16 is emulated
     assert autocast_dtype("off", cpu) is None and autocast_dtype("bf16", cpu) == torch.bfloat16
 
 
