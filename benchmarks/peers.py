@@ -422,10 +422,11 @@ def machine(threads: int, load_before: float) -> str:
     """CPU model, cores, bf16 units, torch version, threads and the load the run shared the machine with."""
     import torch
 
+    from rnnmt.training import bf16_units
+
     names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
              if line.startswith("model name")] if Path("/proc/cpuinfo").is_file() else []
-    units = [unit for unit, present in (("AVX512-BF16", torch.cpu._is_avx512_bf16_supported()),
-                                        ("AMX", torch.cpu._is_amx_tile_supported())) if present]
+    units = bf16_units()
     return (f"{names[0] if names else platform.processor()}, {os.cpu_count()} cores, bf16 units: "
             f"{', '.join(units) or 'none'}; torch {torch.__version__}; {threads} torch thread(s) per toolkit; "
             f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")

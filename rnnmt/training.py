@@ -99,10 +99,10 @@ def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch: Batch, c
     return loss.item()
 
 
-def bf16_units() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), which is where bf16 autocast pays."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private in torch 2.13, hence getattr
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+def bf16_units() -> list[str]:
+    """This CPU's bf16 units (AVX512-BF16, AMX), where bf16 autocast pays; empty where bf16 is emulated."""
+    probes = {"AVX512-BF16": "_is_avx512_bf16_supported", "AMX": "_is_amx_tile_supported"}  # private in torch 2.13
+    return [unit for unit, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)()]
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -112,7 +112,7 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     ``shared`` and 1.7x at the peers' reference size, with the same dev chrF++ (benchmarks/README.md).
     """
     if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and bf16_units()) else None
+        return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and bool(bf16_units())) else None
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 

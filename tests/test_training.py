@@ -91,7 +91,7 @@ def test_metadata_and_log_and_plot_are_written(tiny_model):
 
 @pytest.mark.parametrize("units", [True, False])
 def test_auto_amp_is_bf16_on_cuda_and_on_cpus_with_bf16_units(units, monkeypatch):
-    monkeypatch.setattr(training, "bf16_units", lambda: units)
+    monkeypatch.setattr(training, "bf16_units", lambda: ["AVX512-BF16"] if units else [])
     cpu = torch.device("cpu")
     assert autocast_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert autocast_dtype("auto", cpu) == (torch.bfloat16 if units else None)  # fp32 where bf16 is emulated
