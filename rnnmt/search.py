@@ -5,13 +5,14 @@ Both work on whole batches of sentences with no Python loop over sentences, only
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnmt.config import output_limit
-from rnnmt.decoders import DecoderState, Memory
+from rnnmt.decoders import Decoder, DecoderState, Memory
 from rnnmt.model import Seq2Seq
 from rnnmt.vocabulary import BOS, EOS
 
@@ -32,39 +33,76 @@ def length_limits(src_len: Tensor, ratio: float, cap: int) -> Tensor:
 
 
 @torch.no_grad()
-def greedy_search(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 3.0,
-                  max_len: int = 200) -> list[Hypothesis]:
-    """Pick the most probable word at every step until </s> or the length limit (steps 6-10)."""
+def greedy_search(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 3.0, max_len: int = 200,
+                  loop: nn.Module | None = None) -> list[Hypothesis]:
+    """Pick the most probable word at every step until </s> or the length limit (steps 6-10).
+
+    ``loop`` is the model's :class:`GreedyLoop`, compiled or not (see :func:`greedy_loop`); by default a plain one.
+    """
     _, memory, state = model.encode(src, src_len)
-    return greedy_decode(model, memory, state, length_limits(src_len, max_len_ratio, max_len).to(src.device))
+    return greedy_decode(model, memory, state, length_limits(src_len, max_len_ratio, max_len).to(src.device), loop)
 
 
-def greedy_decode(model: Seq2Seq, memory: Memory, state: DecoderState, limits: Tensor) -> list[Hypothesis]:
+def greedy_decode(model: Seq2Seq, memory: Memory, state: DecoderState, limits: Tensor,
+                  loop: nn.Module | None = None) -> list[Hypothesis]:
     """The decoder's greedy loop from the hand-over state; ``limits`` caps each sentence's length."""
-    batch, device = limits.size(0), limits.device
-    y = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    tokens, log_probs, alphas = [], [], []
-    first_limit = int(limits.min())
-    for t in range(int(limits.max())):
-        logits, state, alpha = model.decoder.step(y, state, memory)
-        step_log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # batch x V (step 8)
-        if t + 1 >= first_limit:  # rows at their length limit must end here
-            step_log_probs = constrain(step_log_probs, torch.zeros_like(done), t + 1 >= limits)
-        best, word = step_log_probs.max(dim=-1)  # step 9: argmax and its log-probability at once
-        tokens.append(word)
-        log_probs.append(best)  # what follows a row's </s> is cut off by collect_greedy
-        alphas.append(alpha)
-        y = word[:, None]
-        done |= word == EOS
-        if bool(done.all()):
-            break
-    return collect_greedy(torch.stack(tokens, 1), torch.stack(log_probs, 1), alphas)
+    loop = GreedyLoop(model.decoder) if loop is None else loop
+    return collect_greedy(*loop(state.hidden, state.feed, memory.keys, memory.states, memory.mask, limits))
 
 
-def collect_greedy(tokens: Tensor, log_probs: Tensor, alphas: list[Tensor | None]) -> list[Hypothesis]:
+class GreedyLoop(nn.Module):
+    """Steps 6-10 for a whole batch on plain tensors, so that TorchScript can compile the loop with its steps."""
+
+    def __init__(self, decoder: Decoder):
+        super().__init__()
+        self.decoder = decoder
+        self.bos, self.eos = BOS, EOS  # attributes: TorchScript reads no global ints
+
+    def forward(self, hidden: Tensor, feed: Tensor | None, keys: Tensor, states: Tensor, mask: Tensor,
+                limits: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Words and their log-probabilities (batch x steps), and alpha per step (none without attention)."""
+        batch, device = limits.size(0), limits.device
+        y = torch.full((batch, 1), self.bos, dtype=torch.long, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        tokens, log_probs, alphas = [], [], []
+        first_limit = int(limits.min())
+        for t in range(int(limits.max())):
+            logits, hidden, feed, alpha = self.decoder.advance(y, hidden, feed, keys, states, mask)
+            step_log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # batch x V (step 8)
+            if t + 1 >= first_limit:  # rows at their length limit must end here
+                step_log_probs = constrain(step_log_probs, torch.zeros_like(done), t + 1 >= limits, self.eos)
+            best, word = step_log_probs.max(dim=-1)  # step 9: argmax and its log-probability at once
+            tokens.append(word)
+            log_probs.append(best)  # what follows a row's </s> is cut off by collect_greedy
+            if alpha is not None:
+                alphas.append(alpha)
+            y = word[:, None]
+            done |= word == self.eos
+            if bool(done.all()):
+                break
+        return torch.stack(tokens, 1), torch.stack(log_probs, 1), alphas
+
+
+def greedy_loop(decoder: Decoder) -> nn.Module:
+    """``decoder``'s greedy loop, compiled by TorchScript when its recurrence is a GRU (fp32 or int8).
+
+    Compiled, the ~30 small ops of each step no longer pass through Python one at a time: 20 steps of the
+    reference model (int8, batch 1, one thread) take 3.1 ms instead of 6.4. torch 2.13 calls TorchScript
+    deprecated in favour of torch.compile, but torch.compile cannot trace the int8 layers (their fbgemm
+    weights break its graph), and the int8 path it can trace runs the output layer at 105 us against
+    fbgemm's 77. The LSTM's (h, c) state and the seed's RNN run the same loop in Python.
+    """
+    loop = GreedyLoop(decoder)
+    if not isinstance(decoder.rnn, (nn.GRU, torch.ao.nn.quantized.dynamic.GRU)):
+        return loop
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
+        return torch.jit.script(loop)
+
+
+def collect_greedy(tokens: Tensor, log_probs: Tensor, alphas: list[Tensor]) -> list[Hypothesis]:
     """Cut each row at its first </s> and package it."""
-    attention = torch.cat(alphas, dim=1) if alphas[0] is not None else None  # batch x steps x src_len
+    attention = torch.cat(alphas, dim=1) if alphas else None  # batch x steps x src_len
     hypotheses = []
     for row in range(tokens.size(0)):
         ids = tokens[row].tolist()
@@ -77,7 +115,8 @@ def collect_greedy(tokens: Tensor, log_probs: Tensor, alphas: list[Tensor | None
 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int, n_best: int = 1,
-                length_penalty: float = 1.0, max_len_ratio: float = 3.0, max_len: int = 200) -> list[list[Hypothesis]]:
+                length_penalty: float = 1.0, max_len_ratio: float = 3.0, max_len: int = 200,
+                loop: nn.Module | None = None) -> list[list[Hypothesis]]:
     """Keep the ``beam_size`` best prefixes of every sentence at once; return each one's ``n_best``.
 
     All sentences' beams live in one batch of batch * beam rows. A finished beam stays in place and can only
@@ -87,7 +126,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int, n_
     batch, k = src.size(0), beam_size
     _, memory, state = model.encode(src, src_len)
     limits = length_limits(src_len, max_len_ratio, max_len).to(src.device)
-    greedy = greedy_decode(model, memory, state, limits)
+    greedy = greedy_decode(model, memory, state, limits, loop)
     rows = torch.arange(batch, device=src.device).repeat_interleave(k)  # (batch * k)
     memory, state, limits = memory.select(rows), state.select(rows), limits[rows]
     scores = torch.full((batch, k), float("-inf"), device=src.device)
@@ -121,14 +160,14 @@ def best_extensions(scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, 
     return origin, words.view(batch, k * k).gather(1, pick).view(-1), best
 
 
-def constrain(log_probs: Tensor, finished: Tensor, at_limit: Tensor) -> Tensor:
+def constrain(log_probs: Tensor, finished: Tensor, at_limit: Tensor, eos: int = EOS) -> Tensor:
     """Finished rows may only add </s> at no cost; rows at their length limit must end now."""
     forced = finished | at_limit
     if not bool(forced.any()):
         return log_probs
-    eos = log_probs[:, EOS].clone()
+    eos_scores = log_probs[:, eos].clone()
     log_probs = log_probs.masked_fill(forced[:, None], float("-inf"))
-    log_probs[:, EOS] = torch.where(finished, torch.zeros_like(eos), eos)
+    log_probs[:, eos] = torch.where(finished, torch.zeros_like(eos_scores), eos_scores)
     return log_probs
 
 

@@ -20,7 +20,7 @@ from rnnmt.config import Config
 from rnnmt.data import normalize_english, normalize_hindi
 from rnnmt.model import Seq2Seq, quantize
 from rnnmt.model_folder import read_model_folder
-from rnnmt.search import Hypothesis, beam_search, greedy_search
+from rnnmt.search import Hypothesis, beam_search, greedy_loop, greedy_search
 from rnnmt.vocabulary import PAD, UNK, Tokenizer, encode_source, fill_unknown
 
 
@@ -56,6 +56,7 @@ class Translator:
         if precision != "fp32" and self.device.type != "cpu":
             raise ValueError(f"precision {precision} runs on the CPU only, not on {self.device}")
         self.model = quantize(model.to(self.device).eval(), precision)
+        self.greedy = greedy_loop(self.model.decoder)
         self.config, self.src, self.tgt = config, src, tgt
         self.metadata = metadata or {}
 
@@ -102,8 +103,9 @@ class Translator:
         ids = [encode_source(self.src, text, s.max_src_len) for text in sources]
         src, src_len = pad(ids).to(self.device), torch.tensor([len(i) for i in ids], device=self.device)
         if beam_size == 1:
-            return [[h] for h in greedy_search(self.model, src, src_len, s.max_len_ratio, s.max_len)]
-        return beam_search(self.model, src, src_len, beam_size, n_best, s.length_penalty, s.max_len_ratio, s.max_len)
+            return [[h] for h in greedy_search(self.model, src, src_len, s.max_len_ratio, s.max_len, self.greedy)]
+        return beam_search(self.model, src, src_len, beam_size, n_best, s.length_penalty, s.max_len_ratio, s.max_len,
+                           self.greedy)
 
     def package(self, source: str, hypotheses: list[Hypothesis]) -> Translation:
         """Turn the best hypotheses into text, copying a source word wherever the output is <unk>."""

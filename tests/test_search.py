@@ -1,11 +1,13 @@
 """Search: greedy is the seed's argmax, beam size 1 is greedy, and wider beams find better-scored output."""
 
+import pytest
 import torch
 
 from rnnmt.batching import pad
-from rnnmt.config import CorpusConfig
+from rnnmt.config import CorpusConfig, ModelConfig
 from rnnmt.data import read_corpus
-from rnnmt.search import beam_search, best_extensions, greedy_search, length_limits
+from rnnmt.model import build_model, quantize
+from rnnmt.search import GreedyLoop, beam_search, best_extensions, greedy_loop, greedy_search, length_limits
 from rnnmt.translator import Translator
 from rnnmt.vocabulary import EOS, encode_source
 
@@ -41,6 +43,45 @@ def test_greedy_picks_the_argmax_at_every_step(tiny_model):
             total += float(log_probs[expected])
             y = torch.tensor([[expected]])
     assert close(total, hypothesis.log_prob)
+
+
+def same_hypotheses(found: list, expected: list) -> None:
+    for f, e in zip(found, expected, strict=True):
+        assert f.ids == e.ids
+        assert close(f.log_prob, e.log_prob)
+        if e.attention is None:
+            assert f.attention is None
+        else:
+            torch.testing.assert_close(f.attention, e.attention)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_compiled_greedy_loop_translates_as_the_python_one(tiny_model, precision):
+    translator = Translator.load(tiny_model, "cpu", precision)
+    assert isinstance(translator.greedy, torch.jit.ScriptModule)  # the tiny model is a GRU: compiled
+    src, src_len = batch_of(translator, HELD_OUT)
+    compiled = greedy_search(translator.model, src, src_len, loop=translator.greedy)
+    assert any(h.ids for h in compiled)
+    same_hypotheses(compiled, greedy_search(translator.model, src, src_len))
+
+
+@pytest.mark.parametrize("attention,input_feeding", [("none", False), ("luong_dot", False), ("bahdanau", False),
+                                                     ("luong_general", True)])
+def test_every_gru_decoder_compiles_its_greedy_loop_and_runs_it_alike(attention, input_feeding):
+    torch.manual_seed(0)
+    config = ModelConfig(emb_size=16, hidden_size=24, attention=attention, input_feeding=input_feeding,
+                         bidirectional=attention != "luong_dot", decoder_layers=2)
+    model = build_model(config, 40, 50).eval()
+    src, src_len = torch.randint(4, 40, (3, 6)), torch.tensor([6, 4, 1])  # untrained: runs to the length limits
+    loop = greedy_loop(model.decoder)
+    assert isinstance(loop, torch.jit.ScriptModule)
+    same_hypotheses(greedy_search(model, src, src_len, loop=loop), greedy_search(model, src, src_len))
+
+
+def test_other_cells_keep_the_python_loop():
+    for cell in ("lstm", "rnn"):
+        model = quantize(build_model(ModelConfig(cell=cell, emb_size=8, hidden_size=8), 20, 20).eval(), "int8")
+        assert type(greedy_loop(model.decoder)) is GreedyLoop
 
 
 def test_beam_size_one_is_exactly_greedy(tiny_model):
