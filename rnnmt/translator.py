@@ -134,12 +134,16 @@ class Translator:
         examples = [(encode_source(self.src, normalize_english(en), s.max_src_len),
                      self.tgt.encode(normalize_hindi(hi, self.config.data.normalize_hindi)))
                     for en, hi in zip(sources, targets, strict=True)]
-        scores = []
-        for start in range(0, len(examples), s.batch_size):
-            batch = collate(examples[start : start + s.batch_size]).to(self.device)
+        order = sorted(range(len(examples)), key=lambda i: (len(examples[i][1]), len(examples[i][0])))
+        scores = [0.0] * len(examples)
+        for start in range(0, len(order), s.batch_size):  # pairs of like length together: little padding
+            chunk = order[start : start + s.batch_size]
+            batch = collate([examples[i] for i in chunk]).to(self.device)
             logits = self.model(batch.src, batch.src_len, batch.tgt_in)
             log_probs = torch.log_softmax(logits.float(), dim=-1).gather(2, batch.tgt_out[..., None])[..., 0]
-            scores += log_probs.masked_fill(batch.tgt_out == PAD, 0.0).sum(1).tolist()
+            totals = log_probs.masked_fill(batch.tgt_out == PAD, 0.0).sum(1).tolist()
+            for i, total in zip(chunk, totals, strict=True):
+                scores[i] = total
         return scores
 
 

@@ -59,6 +59,17 @@ def test_score_prefers_the_reference_to_nonsense(tiny_model):
     assert good > bad and good < 0
 
 
+def test_scores_come_back_in_input_order_whatever_the_batches(tiny_model):
+    translator = Translator.load(tiny_model)
+    sources = ["Flowers bloom in spring and the birds sing in the old trees.", "Hello.", "How are you?"]
+    targets = ["वसंत में फूल खिलते हैं और पुराने पेड़ों पर पक्षी गाते हैं।", "नमस्ते।", "आप कैसे हैं?"]
+    alone = [translator.score([en], [hi])[0] for en, hi in zip(sources, targets, strict=True)]
+    translator.config.search.batch_size = 2  # the two short pairs share a batch, the long one comes last
+    together = translator.score(sources, targets)
+    assert all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5) for a, b in zip(together, alone, strict=True))
+    assert len(set(alone)) == 3
+
+
 def test_unknown_output_copies_the_most_attended_source_word(tiny_model):
     translator = Translator.load(tiny_model)
     from rnnmt.search import Hypothesis
