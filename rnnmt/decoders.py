@@ -93,9 +93,11 @@ class Decoder(nn.Module):
 
     def advance(self, y: Tensor, hidden: Tensor, feed: Tensor | None, keys: Tensor, states: Tensor,
                 mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """``step`` on plain tensors (logits, s_t, the next feed, alpha), so that TorchScript can compile it.
+        """``s_t = tanh(W_dec s_{t-1} + V y_t + c)`` (or the GRU/LSTM's), then the logits of ``softmax(V s_t + c)``.
 
-        ``hidden`` is layers x batch x hidden; for the LSTM it is the (h, c) pair, which runs eagerly only.
+        ``step`` on plain tensors, so that TorchScript can compile it: returns the logits (batch x 1 x V), s_t of
+        every layer, the next step's input feed and alpha. ``hidden`` is layers x batch x hidden; for the LSTM it
+        is the (h, c) pair, which runs in Python only.
         """
         x = self.dropout(self.embed(y))  # batch x 1 x emb
         if self.attention is not None and self.kind == "bahdanau":  # the None test lets TorchScript skip it

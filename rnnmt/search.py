@@ -5,6 +5,7 @@ Both work on whole batches of sentences with no Python loop over sentences, only
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from rnnmt.config import output_limit
 from rnnmt.decoders import Decoder, DecoderState, Memory
 from rnnmt.model import Seq2Seq
 from rnnmt.vocabulary import BOS, EOS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,14 +93,19 @@ def greedy_loop(decoder: Decoder) -> nn.Module:
     reference model (int8, batch 1, one thread) take 3.1 ms instead of 6.4. torch 2.13 calls TorchScript
     deprecated in favour of torch.compile, but torch.compile cannot trace the int8 layers (their fbgemm
     weights break its graph), and the int8 path it can trace runs the output layer at 105 us against
-    fbgemm's 77. The LSTM's (h, c) state and the seed's RNN run the same loop in Python.
+    fbgemm's 77. The LSTM's (h, c) state and the seed's RNN run the same loop in Python, as does any model
+    TorchScript cannot compile (it reads the source files, so an install without them gets a warning).
     """
     loop = GreedyLoop(decoder)
     if not isinstance(decoder.rnn, (nn.GRU, torch.ao.nn.quantized.dynamic.GRU)):
         return loop
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
-        return torch.jit.script(loop)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
+            return torch.jit.script(loop)
+    except (RuntimeError, OSError) as error:  # TorchScript reads the source, which a frozen install may lack
+        log.warning("greedy search runs in Python, uncompiled: %s", str(error).strip().splitlines()[0])
+        return loop
 
 
 def collect_greedy(tokens: Tensor, log_probs: Tensor, alphas: list[Tensor]) -> list[Hypothesis]:

@@ -78,6 +78,16 @@ def test_every_gru_decoder_compiles_its_greedy_loop_and_runs_it_alike(attention,
     same_hypotheses(greedy_search(model, src, src_len, loop=loop), greedy_search(model, src, src_len))
 
 
+def test_a_loop_torchscript_refuses_runs_in_python_with_a_warning(monkeypatch, caplog):
+    def no_source(module):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(torch.jit, "script", no_source)
+    model = build_model(ModelConfig(emb_size=8, hidden_size=8), 20, 20).eval()
+    assert type(greedy_loop(model.decoder)) is GreedyLoop
+    assert "greedy search runs in Python, uncompiled: could not get source code" in caplog.text
+
+
 def test_other_cells_keep_the_python_loop():
     for cell in ("lstm", "rnn"):
         model = quantize(build_model(ModelConfig(cell=cell, emb_size=8, hidden_size=8), 20, 20).eval(), "int8")
