@@ -1,6 +1,7 @@
 """Search: the seed's greedy argmax (step 9), and batched beam search.
 
-Both work on whole batches of sentences with no Python loop over sentences, only over output steps.
+Both work on whole batches of sentences with no Python loop over sentences, only over output steps; for GRU
+decoders TorchScript compiles the greedy loop over steps as well.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Search: greedy is the seed's argmax, beam size 1 is greedy, and wider beams find better-scored output."""
+"""Search: greedy is the seed's argmax, compiled or not; beam 1 is greedy; wider beams find better-scored output."""
 
 import pytest
 import torch
