@@ -105,7 +105,8 @@ def greedy_loop(decoder: Decoder) -> nn.Module:
             warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
             return torch.jit.script(loop)
     except (RuntimeError, OSError) as error:  # TorchScript reads the source, which a frozen install may lack
-        log.warning("greedy search runs in Python, uncompiled: %s", str(error).strip().splitlines()[0])
+        reason = str(error).strip().partition("\n")[0] or type(error).__name__
+        log.warning("greedy search runs in Python, uncompiled: %s", reason)
         return loop
 
 
