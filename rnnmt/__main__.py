@@ -1,4 +1,4 @@
-"""The command line: ``rnnmt train | translate | evaluate | study | explain | serve``, thin layers over the package.
+"""The command line: ``rnnmt train | translate | evaluate | average | study | explain | serve``, thin layers.
 
 Commands import torch (through training and Translator) only when they run, so that
 ``rnnmt translate --engine numpy`` works with NumPy and SentencePiece alone.
@@ -98,9 +98,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"hypotheses: {out}")
 
 
-def cmd_study(args: argparse.Namespace, overrides: list[str]) -> None:
-    from rnnmt.study import bottleneck
+def cmd_average(args: argparse.Namespace) -> None:
+    from rnnmt.model_folder import average_checkpoints
 
+    metadata = average_checkpoints(args.model, args.last, args.out)
+    print(f"{args.out}: the mean of {', '.join(metadata['averaged_from']['checkpoints'])} of {args.model}")
+
+
+def cmd_study(args: argparse.Namespace, overrides: list[str]) -> None:
+    from rnnmt.study import bottleneck, load_rows, recipe
+
+    if args.study == "recipe":
+        only = args.only.split(",") if args.only else None
+        results = recipe(load_config(args.data, overrides), load_rows(args.rows), Path(args.out), args.budget_minutes,
+                         only=only)
+        print(Path(args.out, "recipe.md").read_text(encoding="utf-8") if results else "no row done")
+        return
     results = bottleneck(load_config(args.data, overrides), Path(args.out), args.budget_minutes, args.attention,
                          holdout=args.holdout)
     print(Path(args.out, "bottleneck.md").read_text(encoding="utf-8"))
@@ -161,15 +174,22 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--ref", required=True, nargs="+", help="Hindi reference file(s)")
             p.add_argument("--out", help="where to write the hypotheses (default: MODEL/eval/FOLDER.SRC.hyp)")
             p.add_argument("--json", action="store_true", help="print the scores as JSON")
-    p = sub.add_parser("study", help="measure the model; `study bottleneck` trains it without and with attention",
+    p = sub.add_parser("average", help="average the weights of a run's last kept checkpoints into a new model folder")
+    p.add_argument("-m", "--model", required=True, help="a model folder trained with --train.keep_checkpoints N")
+    p.add_argument("--last", type=int, default=5, help="how many of the last kept checkpoints (default: 5)")
+    p.add_argument("--out", required=True, help="the new model folder")
+    p = sub.add_parser("study", help="measure the model: `bottleneck` trains it without and with attention, `recipe`"
+                       " with one change at a time",
                        epilog="Config fields can be overridden as in train: --model.cell rnn")
-    p.add_argument("study", choices=("bottleneck",), help="which study to run")
+    p.add_argument("study", choices=("bottleneck", "recipe"), help="which study to run")
     p.add_argument("--data", default="shared", help="the config (data and model) both models share (default: shared)")
     p.add_argument("--budget-minutes", type=float, default=10.0, help="training minutes for each model")
     p.add_argument("--attention", default="luong_general", choices=("bahdanau", "luong_dot", "luong_general"))
     p.add_argument("--holdout", type=int, default=0,
                    help="score on this many pairs held out of the training data (default: the config's dev set)")
-    p.add_argument("--out", default="runs/bottleneck", help="folder for the models, table, plots and heatmaps")
+    p.add_argument("--rows", default="levers", help="recipe: a YAML file of rows, or a bundled one (data, levers)")
+    p.add_argument("--only", help="recipe: train only these rows (slugs, comma-separated); the table has all rows done")
+    p.add_argument("--out", help="folder for the models, table and plots (default: runs/STUDY)")
     p = sub.add_parser("explain", help="walk one translation through the seed's table with the real numbers")
     p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
     p.add_argument("text", help="one English sentence")
@@ -199,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "train" and args.seed is not None:
         rest += ["--train.seed", str(args.seed)]
+    if args.command == "study":
+        args.out = args.out or f"runs/{args.study}"
     setup_logging()
     try:
         if args.command == "train":
@@ -211,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_explain(args)
         elif args.command == "serve":
             cmd_serve(args)
+        elif args.command == "average":
+            cmd_average(args)
         else:
             cmd_evaluate(args)
     except user_errors() as err:

@@ -7,6 +7,7 @@ loop over time steps, and all three share one calling convention: ``rnn(x, state
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -64,9 +65,57 @@ class SeedRNN(nn.Module):
         return PackedSequence(out, x.batch_sizes, x.sorted_indices, x.unsorted_indices), h_n
 
 
+class ResidualStack(nn.Module):
+    """Recurrent layers run one after another, each from the second on adding its input to its output.
+
+    ``x^1 = RNN_0(x^0)``, then ``x^{l+1} = x^l + RNN_l(dropout(x^l))`` (Wu et al., 2016): the residual path lets
+    the loss reach the lower layers of a deep stack directly. States are laid out as one multi-layer
+    recurrence lays them out, (layers * directions) x batch x hidden, so the rest of the model cannot tell.
+    """
+
+    def __init__(self, layers: list[nn.Module], dropout: float):
+        super().__init__()
+        self.layers, self.dropout = nn.ModuleList(layers), nn.Dropout(dropout)
+        self.directions = 2 if getattr(layers[0], "bidirectional", False) else 1
+
+    def forward(self, x: Tensor | PackedSequence, state: State | None = None) -> tuple[Tensor | PackedSequence, State]:
+        finals = []
+        for index, layer in enumerate(self.layers):
+            start = rows_of(state, index * self.directions, self.directions)
+            if index == 0:
+                x, final = layer(x, start)
+            else:
+                out, final = layer(map_data(x, self.dropout), start)
+                x = map_data(x, lambda data, out=out: data + (out.data if isinstance(out, PackedSequence) else out))
+            finals.append(final)
+        if isinstance(finals[0], tuple):
+            return x, tuple(torch.cat(parts) for parts in zip(*finals, strict=True))
+        return x, torch.cat(finals)
+
+
+def rows_of(state: State | None, start: int, count: int) -> State | None:
+    """Rows ``start`` to ``start + count`` of a (layers * directions) x batch x hidden state, or of an (h, c) pair."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(part[start : start + count] for part in state)
+    return state[start : start + count]
+
+
+def map_data(x: Tensor | PackedSequence, fn: Callable[[Tensor], Tensor]) -> Tensor | PackedSequence:
+    """``fn`` applied to a tensor, or to the data of a packed sequence (its layout kept)."""
+    if isinstance(x, PackedSequence):
+        return PackedSequence(fn(x.data), x.batch_sizes, x.sorted_indices, x.unsorted_indices)
+    return fn(x)
+
+
 def make_recurrence(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
-                    bidirectional: bool = False) -> nn.Module:
-    """The recurrent stack for ``cell``: the seed's ``rnn``, or ``gru`` or ``lstm``."""
+                    bidirectional: bool = False, residual: bool = False) -> nn.Module:
+    """The recurrent stack for ``cell``: the seed's ``rnn``, ``gru`` or ``lstm``, residual between layers if asked."""
+    if residual and num_layers > 1:
+        sizes = [input_size] + [hidden_size * (2 if bidirectional else 1)] * (num_layers - 1)
+        return ResidualStack([make_recurrence(cell, size, hidden_size, 1, 0.0, bidirectional) for size in sizes],
+                             dropout)
     dropout = dropout if num_layers > 1 else 0.0  # torch applies it between layers only
     if cell == "rnn":
         return SeedRNN(input_size, hidden_size, num_layers, dropout, bidirectional)

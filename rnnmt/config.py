@@ -36,6 +36,8 @@ class CorpusConfig:
     hf_field: str = "translation"  # rows look like {"translation": {"en": ..., "hi": ...}}
     bundled: str | None = None  # `train`, `dev` or `test`: the corpus shipped inside rnnmt
     limit: int | None = None  # keep only the first N pairs
+    weight: float = 1.0  # training: each epoch samples weight x its pairs (0 leaves it out); see data.epoch_mix
+    name: str | None = None  # a short name for logs and tables (default: its folder, file or bundled name)
 
     def describe(self) -> str:
         """A short human-readable name for logs and metadata."""
@@ -47,13 +49,23 @@ class CorpusConfig:
             return f"hf:{self.hf}[{self.hf_split}]"
         return f"{self.src} | {self.tgt}"
 
+    def label(self) -> str:
+        """The short name: ``name``, or the folder of aligned files, the TSV file's stem, ``bundled-dev``..."""
+        if self.name:
+            return self.name
+        if self.bundled:
+            return f"bundled-{self.bundled}"
+        if self.hf:
+            return f"{Path(self.hf).name}-{self.hf_split}"
+        return Path(self.tsv).stem if self.tsv else Path(self.src).parent.name or Path(self.src).stem
+
 
 @dataclass
 class DataConfig:
     """Where the pairs come from and how they are cleaned."""
 
     train: list[CorpusConfig] = field(default_factory=lambda: [CorpusConfig(bundled="train")])
-    dev: CorpusConfig | None = field(default_factory=lambda: CorpusConfig(bundled="dev"))
+    dev: list[CorpusConfig] = field(default_factory=lambda: [CorpusConfig(bundled="dev")])  # each scored; best by mean
     normalize_hindi: bool = True  # indic-nlp-library's Hindi normaliser, after NFC
     min_words: int = 1
     max_words: int = 60  # longer training pairs are dropped (per side, whitespace words)
@@ -71,6 +83,9 @@ class VocabConfig:
     tgt_size: int = 8000
     model_type: Literal["unigram", "bpe"] = "unigram"
     min_freq: int = 1  # word mode: drop rarer words to <unk>
+    sampling: bool = False  # subword regularisation: a new segmentation of the training pairs every epoch
+    sampling_alpha: float = 0.1  # unigram: the smoothing of the sampled segmentations; bpe: the BPE-dropout rate
+    sampling_nbest: int = 64  # unigram: sample among this many best segmentations (-1: all of them)
 
 
 @dataclass
@@ -85,10 +100,20 @@ class ModelConfig:
     bidirectional: bool = False
     attention: Literal["none", "bahdanau", "luong_dot", "luong_general"] = "none"
     input_feeding: bool = False
-    dropout: float = 0.1
+    residual: bool = False  # stacked layers add their input to their output (from the second layer on)
+    tie_embeddings: bool = False  # the decoder's embedding is the output layer's V_out (projected when sizes differ)
+    dropout: float = 0.1  # the default of the three dropouts below
+    emb_dropout: float | None = None  # on the embedded words of both sides (None: dropout)
+    rnn_dropout: float | None = None  # on the encoder's states and between stacked layers (None: dropout)
+    out_dropout: float | None = None  # on the attentional output, before the logits (None: dropout)
+    word_dropout: float = 0.0  # training: the share of English tokens whose embedding is zeroed
     h0: Literal["zeros", "learned"] = "zeros"
     init: Literal["xavier", "uniform", "pytorch"] = "xavier"
     init_scale: float = 0.1  # the bound of `uniform` init
+
+    def dropouts(self) -> tuple[float, float, float]:
+        """(emb_dropout, rnn_dropout, out_dropout), each defaulting to ``dropout``."""
+        return tuple(self.dropout if p is None else p for p in (self.emb_dropout, self.rnn_dropout, self.out_dropout))
 
 
 @dataclass
@@ -114,6 +139,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA and on CPUs with bf16 units
     threads: int = 0  # torch threads on the CPU; 0 keeps torch's default
+    ema_decay: float = 0.0  # validate and keep an exponential moving average of the weights (0: off)
+    keep_checkpoints: int = 0  # keep the weights of this many last validations in checkpoints/ (rnnmt average)
 
 
 @dataclass
@@ -246,8 +273,14 @@ def coerce(hint: Any, value: Any, where: str, path: str) -> Any:
             raise ConfigError(f"{where}: {path} is {value!r}; allowed values: {', '.join(map(str, args))}")
         return value
     if origin is list:
-        items = value if isinstance(value, list) else [value]
+        items = [] if value is None else value if isinstance(value, list) else [value]
         return [coerce(args[0], item, where, f"{path}[{i}]") for i, item in enumerate(items)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {path} must be a mapping, got {value!r}")
+        return {coerce(args[0], k, where, path): coerce(args[1], v, where, f"{path}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where, f"{path}.")
     if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
@@ -263,27 +296,63 @@ def coerce(hint: Any, value: Any, where: str, path: str) -> Any:
 
 
 def validate(config: Config, where: str) -> None:
-    """Range checks that types alone cannot express."""
-    m, t, s = config.model, config.train, config.search
+    """Range checks that types alone cannot express: every number finite, each in its range."""
+    check_finite(config, where)
+    m, t, s, v = config.model, config.train, config.search, config.vocab
     positive = {"model.emb_size": m.emb_size, "model.hidden_size": m.hidden_size,
                 "model.encoder_layers": m.encoder_layers, "model.decoder_layers": m.decoder_layers,
                 "train.lr": t.lr, "train.batch_tokens": t.batch_tokens, "train.valid_every": t.valid_every,
+                "train.log_every": t.log_every, "train.max_epochs": t.max_epochs,
                 "search.beam_size": s.beam_size, "search.n_best": s.n_best, "search.max_len": s.max_len,
-                "search.batch_size": s.batch_size, "vocab.src_size": config.vocab.src_size,
-                "vocab.tgt_size": config.vocab.tgt_size}
+                "search.max_src_len": s.max_src_len, "search.batch_size": s.batch_size,
+                "search.max_len_ratio": s.max_len_ratio, "vocab.src_size": v.src_size, "vocab.tgt_size": v.tgt_size,
+                "vocab.sampling_alpha": v.sampling_alpha}
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{where}: {name} must be positive, got {value}")
-    if not 0.0 <= m.dropout < 1.0:
-        raise ConfigError(f"{where}: model.dropout must be in [0, 1), got {m.dropout}")
-    if not 0.0 <= t.label_smoothing < 1.0:
-        raise ConfigError(f"{where}: train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    not_negative = {"train.max_steps": t.max_steps, "train.max_minutes": t.max_minutes, "train.clip_norm": t.clip_norm,
+                    "train.weight_decay": t.weight_decay, "train.min_lr": t.min_lr, "train.threads": t.threads,
+                    "train.patience": t.patience, "train.lr_patience": t.lr_patience,
+                    "train.valid_sentences": t.valid_sentences, "train.keep_checkpoints": t.keep_checkpoints,
+                    "search.length_penalty": s.length_penalty, "vocab.min_freq": v.min_freq}
+    for name, value in not_negative.items():
+        if value < 0:
+            raise ConfigError(f"{where}: {name} must not be negative, got {value}")
+    below_one = {"model.dropout": m.dropout, "model.emb_dropout": m.emb_dropout, "model.rnn_dropout": m.rnn_dropout,
+                 "model.out_dropout": m.out_dropout, "model.word_dropout": m.word_dropout,
+                 "train.label_smoothing": t.label_smoothing, "train.ema_decay": t.ema_decay,
+                 "train.lr_factor": t.lr_factor}
+    for name, value in below_one.items():
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ConfigError(f"{where}: {name} must be in [0, 1), got {value}")
     if s.n_best > s.beam_size:
         raise ConfigError(f"{where}: search.n_best ({s.n_best}) cannot exceed search.beam_size ({s.beam_size})")
     if m.input_feeding and m.attention == "none":
         raise ConfigError(f"{where}: model.input_feeding needs an attention other than none")
-    for i, corpus in enumerate(config.data.train + ([config.data.dev] if config.data.dev else [])):
-        check_corpus(corpus, f"{where}: data corpus {i}")
+    if v.sampling and v.kind != "sentencepiece":
+        raise ConfigError(f"{where}: vocab.sampling needs vocab.kind sentencepiece (words have one segmentation)")
+    for i, corpus in enumerate(config.data.train):
+        check_corpus(corpus, f"{where}: data.train[{i}]")
+    for i, corpus in enumerate(config.data.dev):
+        check_corpus(corpus, f"{where}: data.dev[{i}]")
+    if not any(corpus.weight > 0 for corpus in config.data.train):
+        raise ConfigError(f"{where}: data.train needs at least one corpus with a weight above 0")
+    labels = [corpus.label() for corpus in config.data.dev]
+    if len(set(labels)) < len(labels):
+        twice = max(labels, key=labels.count)
+        raise ConfigError(f"{where}: two dev sets are both called {twice!r}; set the name of one")
+
+
+def check_finite(node: Any, where: str, path: str = "") -> None:
+    """Refuse NaN and infinity anywhere in the tree, naming the field."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            name = f"{path}{f.name}" + (f"[{i}]" if isinstance(value, list) else "")
+            if dataclasses.is_dataclass(item):
+                check_finite(item, where, name + ".")
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{where}: {name} must be a finite number, got {item}")
 
 
 def check_corpus(corpus: CorpusConfig, where: str) -> None:
@@ -297,6 +366,10 @@ def check_corpus(corpus: CorpusConfig, where: str) -> None:
         raise ConfigError(f"{where}: give exactly one of src/tgt, tsv, hf or bundled (got {kinds or 'none'})")
     if corpus.bundled and corpus.bundled not in ("train", "dev", "test"):
         raise ConfigError(f"{where}: bundled is {corpus.bundled!r}; allowed values: train, dev, test")
+    if corpus.weight < 0:
+        raise ConfigError(f"{where}: weight must not be negative, got {corpus.weight}")
+    if corpus.limit is not None and corpus.limit <= 0:
+        raise ConfigError(f"{where}: limit must be positive, got {corpus.limit}")
 
 
 def config_to_yaml(config: Config) -> str:

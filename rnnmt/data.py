@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import unicodedata
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -136,10 +137,13 @@ class CleaningReport:
         return f"read {self.read} pairs, kept {self.kept}; dropped: {dropped}"
 
 
-def clean_pairs(pairs: list[Pair], config: DataConfig,
-                filter_lengths: bool = True) -> tuple[list[Pair], CleaningReport]:
-    """Normalise every pair, then drop empty, too short/long, badly proportioned and duplicate pairs."""
-    report, seen, kept = CleaningReport(read=len(pairs)), set(), []
+def clean_pairs(pairs: list[Pair], config: DataConfig, filter_lengths: bool = True,
+                seen: set[Pair] | None = None) -> tuple[list[Pair], CleaningReport]:
+    """Normalise every pair, then drop empty, too short/long, badly proportioned and duplicate pairs.
+
+    ``seen`` holds the pairs kept before (from other corpora): a pair found there is a duplicate too.
+    """
+    report, seen, kept = CleaningReport(read=len(pairs)), set() if seen is None else seen, []
     for en, hi in pairs:
         en, hi = normalize_english(en), normalize_hindi(hi, config.normalize_hindi)
         if not en or not hi:
@@ -161,12 +165,35 @@ def clean_pairs(pairs: list[Pair], config: DataConfig,
     return kept, report
 
 
+def load_corpora(corpora: list[CorpusConfig], config: DataConfig, filter_lengths: bool = True) -> list[list[Pair]]:
+    """Read and clean each corpus, logging what was dropped; a pair kept in one corpus is a duplicate in the next."""
+    seen: set[Pair] = set()
+    cleaned = []
+    for corpus in corpora:
+        pairs, report = clean_pairs(read_corpus(corpus), config, filter_lengths, seen)
+        log.info("%s: %s", corpus.describe(), report.summary())
+        cleaned.append(pairs)
+    if not any(cleaned):
+        raise DataError(f"{', '.join(c.describe() for c in corpora)}: no usable pairs left after cleaning")
+    return cleaned
+
+
 def load_pairs(corpora: list[CorpusConfig], config: DataConfig, filter_lengths: bool = True) -> list[Pair]:
-    """Read, concatenate and clean corpora, logging what was dropped."""
-    raw = [pair for corpus in corpora for pair in read_corpus(corpus)]
-    pairs, report = clean_pairs(raw, config, filter_lengths)
-    names = ", ".join(corpus.describe() for corpus in corpora)
-    log.info("%s: %s", names, report.summary())
-    if not pairs:
-        raise DataError(f"{names}: no usable pairs left after cleaning ({report.summary()})")
-    return pairs
+    """Read, clean and concatenate corpora."""
+    return [pair for pairs in load_corpora(corpora, config, filter_lengths) for pair in pairs]
+
+
+def epoch_mix(sizes: list[int], weights: list[float], seed: int) -> list[tuple[int, int]]:
+    """The (corpus, pair) indices of one epoch: each corpus contributes ``round(weight x size)`` pairs.
+
+    A whole weight repeats every pair that many times (2: each pair twice); the fraction is a fresh random
+    sample of the corpus each epoch (0.3: a different 30% every epoch), so a downweighted corpus is still
+    seen whole over several epochs. The same seed gives the same mix, which lets training resume exactly.
+    """
+    rng = random.Random(seed)
+    picks = []
+    for corpus, (size, weight) in enumerate(zip(sizes, weights, strict=True)):
+        whole = int(weight)
+        picks += [(corpus, i) for _ in range(whole) for i in range(size)]
+        picks += [(corpus, i) for i in sorted(rng.sample(range(size), round((weight - whole) * size)))]
+    return picks

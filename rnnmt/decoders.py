@@ -55,17 +55,22 @@ class Decoder(nn.Module):
 
     def __init__(self, vocab_size: int, config: ModelConfig, memory_size: int):
         super().__init__()
-        hidden = config.hidden_size
+        hidden = self.hidden_size = config.hidden_size
         self.kind = config.attention
         self.input_feeding = config.input_feeding
+        emb_dropout, rnn_dropout, out_dropout = config.dropouts()
         self.embed = nn.Embedding(vocab_size, config.emb_size, padding_idx=PAD)
-        self.dropout = nn.Dropout(config.dropout)
+        self.emb_dropout, self.out_dropout = nn.Dropout(emb_dropout), nn.Dropout(out_dropout)
         self.attention = make_attention(config.attention, hidden, memory_size)
         extra = memory_size if self.kind == "bahdanau" else hidden if self.input_feeding else 0
         self.rnn = make_recurrence(config.cell, config.emb_size + extra, hidden, config.decoder_layers,
-                                   config.dropout)
+                                   rnn_dropout, residual=config.residual)
         self.combine = nn.Linear(hidden + memory_size, hidden) if self.attention else None
-        self.output = nn.Linear(hidden, vocab_size)  # logits = V s_t + c (steps 7-8)
+        tied = config.tie_embeddings
+        self.project = nn.Linear(hidden, config.emb_size, bias=False) if tied and config.emb_size != hidden else None
+        self.output = nn.Linear(config.emb_size if tied else hidden, vocab_size)  # logits = V_out s_t + c_out
+        if tied:  # V_out is the embedding matrix: one tensor, learned from both ends (Press and Wolf, 2017)
+            self.output.weight = self.embed.weight
 
     @property
     def stepwise(self) -> bool:
@@ -82,9 +87,9 @@ class Decoder(nn.Module):
                 logits.append(step_logits)
                 alphas.append(alpha)
             return torch.cat(logits, dim=1), state, torch.cat(alphas, dim=1)
-        s, hidden = self.rnn(self.dropout(self.embed(y)), state.hidden)  # batch x tgt_len x hidden
+        s, hidden = self.rnn(self.emb_dropout(self.embed(y)), state.hidden)  # batch x tgt_len x hidden
         out, alpha = self.attend(s, memory.keys, memory.states, memory.mask)
-        return self.output(self.dropout(out)), DecoderState(hidden), alpha
+        return self.logits(out), DecoderState(hidden), alpha
 
     def step(self, y: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor | None]:
         """One decoder step (steps 6-8): y is batch x 1, the word chosen last; returns logits batch x 1 x V."""
@@ -99,7 +104,7 @@ class Decoder(nn.Module):
         every layer, the next step's input feed and alpha. ``hidden`` is layers x batch x hidden; for the LSTM it
         is the (h, c) pair, which runs in Python only.
         """
-        x = self.dropout(self.embed(y))  # batch x 1 x emb
+        x = self.emb_dropout(self.embed(y))  # batch x 1 x emb
         if self.attention is not None and self.kind == "bahdanau":  # the None test lets TorchScript skip it
             top = (hidden[0] if isinstance(hidden, tuple) else hidden)[-1:]  # 1 x batch x hidden
             context, alpha = self.attention(top.transpose(0, 1), keys, states, mask)
@@ -107,11 +112,18 @@ class Decoder(nn.Module):
             out = self.combine(torch.cat([s, context], dim=-1))
         else:
             if self.input_feeding:
-                feed = feed if feed is not None else x.new_zeros(x.size(0), 1, self.output.in_features)
+                feed = feed if feed is not None else x.new_zeros(x.size(0), 1, self.hidden_size)
                 x = torch.cat([x, feed], dim=-1)
             s, hidden = self.rnn(x, hidden)  # batch x 1 x hidden
             out, alpha = self.attend(s, keys, states, mask)
-        return self.output(self.dropout(out)), hidden, out if self.input_feeding else None, alpha
+        return self.logits(out), hidden, out if self.input_feeding else None, alpha
+
+    def logits(self, out: Tensor) -> Tensor:
+        """``V_out o_t + c_out`` (decoder steps 7-8); tied, ``E (P o_t) + c_out``, with P where the sizes differ."""
+        out = self.out_dropout(out)
+        if self.project is not None:
+            out = self.project(out)
+        return self.output(out)
 
     def attend(self, s: Tensor, keys: Tensor, states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """The attentional output ``o_t = W_c [s_t; ctx_t] + b_c``, or s_t itself without attention.

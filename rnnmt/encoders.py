@@ -39,10 +39,12 @@ class Encoder(nn.Module):
         self.cell, self.layers = config.cell, config.encoder_layers
         self.directions = 2 if config.bidirectional else 1
         self.hidden_size = config.hidden_size
+        emb_dropout, rnn_dropout, _ = config.dropouts()
         self.embed = nn.Embedding(vocab_size, config.emb_size, padding_idx=PAD)
-        self.dropout = nn.Dropout(config.dropout)
+        self.emb_dropout, self.rnn_dropout = nn.Dropout(emb_dropout), nn.Dropout(rnn_dropout)
+        self.word_dropout = config.word_dropout
         self.rnn = make_recurrence(config.cell, config.emb_size, config.hidden_size, config.encoder_layers,
-                                   config.dropout, config.bidirectional)
+                                   rnn_dropout, config.bidirectional, config.residual)
         shape = (config.encoder_layers * self.directions, 1, config.hidden_size)
         self.h0 = nn.Parameter(torch.zeros(shape)) if config.h0 == "learned" else None
 
@@ -59,7 +61,7 @@ class Encoder(nn.Module):
 
     def forward(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
         """src: batch x src_len token ids, src_len: batch lengths (each at least 1)."""
-        x = self.dropout(self.embed(src))  # batch x src_len x emb
+        x = self.emb_dropout(self.drop_words(self.embed(src)))  # batch x src_len x emb
         if bool((src_len == src.size(1)).all()):  # no padding (one sentence, say): nothing to pack, same result
             states, final = self.rnn(x, self.initial_state(src.size(0)))
         else:
@@ -67,7 +69,18 @@ class Encoder(nn.Module):
             out, final = self.rnn(packed, self.initial_state(src.size(0)))
             states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         mask = torch.arange(src.size(1), device=src.device)[None, :] < src_len.to(src.device)[:, None]
-        return EncoderOutput(self.dropout(states), self.join_directions(final), mask)
+        return EncoderOutput(self.rnn_dropout(states), self.join_directions(final), mask)
+
+    def drop_words(self, x: Tensor) -> Tensor:
+        """Word dropout, in training: zero the embedding of each token with probability ``word_dropout``.
+
+        Whole words vanish, not single units (Sennrich and Zhang, 2019, after Gal and Ghahramani, 2016), so
+        the model learns to translate from a source with gaps instead of leaning on every word.
+        """
+        if not self.training or self.word_dropout == 0.0:
+            return x
+        keep = torch.rand(x.shape[:2], device=x.device) >= self.word_dropout  # batch x src_len
+        return x * keep[..., None].to(x.dtype)
 
     def join_directions(self, final: State) -> State:
         """(layers*dirs) x batch x hidden -> layers x batch x (dirs*hidden): forward and backward side by side."""

@@ -27,7 +27,8 @@ from rnnmt.config import Config, ConfigError, config_to_yaml, load_config
 from rnnmt.vocabulary import SentencePieceTokenizer, Tokenizer, WordTokenizer, load_tokenizers
 
 FORMAT_VERSION = 2  # 2: the attentional output is W_c [s_t; ctx_t] + b_c; format 1 had a tanh around it
-CONFIG, WEIGHTS, METADATA, LAST = "config.yaml", "weights.safetensors", "metadata.json", "checkpoints/last.pt"
+CONFIG, WEIGHTS, METADATA, CHECKPOINTS = "config.yaml", "weights.safetensors", "metadata.json", "checkpoints"
+LAST = f"{CHECKPOINTS}/last.pt"
 
 
 class ModelFolderError(FileNotFoundError):
@@ -69,9 +70,34 @@ def save_config(folder: Path, config: Config) -> None:
     write_bytes(folder / CONFIG, config_to_yaml(config).encode("utf-8"))
 
 
+def weight_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as safetensors stores it: on the CPU, and tied weights written once under each name."""
+    tensors, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        tensors[name] = tensor.clone() if tensor.data_ptr() in seen else tensor  # safetensors refuses shared memory
+        seen.add(tensor.data_ptr())
+    return tensors
+
+
+def write_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "rnnmt"}))
+
+
 def save_weights(folder: Path, model: torch.nn.Module) -> None:
-    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    atomic_write(folder / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "rnnmt"}))
+    write_weights(folder / WEIGHTS, weight_tensors(model))
+
+
+def kept_weights(folder: Path) -> list[Path]:
+    """The weights kept at validations (``train.keep_checkpoints``), oldest first."""
+    return sorted((folder / CHECKPOINTS).glob("step-*.safetensors"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def keep_weights(folder: Path, model: torch.nn.Module, step: int, keep: int) -> None:
+    """Keep this validation's weights as ``checkpoints/step-N.safetensors``, and only the last ``keep`` of them."""
+    write_weights(folder / CHECKPOINTS / f"step-{step}.safetensors", weight_tensors(model))
+    for old in kept_weights(folder)[:-keep]:
+        old.unlink()
 
 
 def save_metadata(folder: Path, metadata: dict[str, Any]) -> None:
@@ -119,3 +145,41 @@ def read_model_folder(path: str | Path) -> ModelFolder:
     except FileNotFoundError as err:
         raise ModelFolderError(str(err)) from err
     return ModelFolder(folder, config, src, tgt, load_file(str(weights_path)), metadata)
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    """The losses and validations a run logged, from its last checkpoint."""
+    return torch.load(Path(path) / LAST, weights_only=True)["progress"]["history"]
+
+
+def mean_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of weight files of one model, summed in float64."""
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        for name, tensor in load_file(str(path)).items():
+            total[name] = total[name] + tensor.double() if name in total else tensor.double()
+    dtypes = {name: tensor.dtype for name, tensor in load_file(str(paths[0])).items()}
+    return {name: (tensor / len(paths)).to(dtypes[name]) for name, tensor in total.items()}
+
+
+def average_checkpoints(path: str | Path, last: int, out: str | Path) -> dict[str, Any]:
+    """A new model folder ``out`` whose weights are the mean of the ``last`` kept validations' weights of ``path``.
+
+    Averaging the last checkpoints of a run smooths out the noise of its last updates (Junczys-Dowmunt et
+    al., 2016; Vaswani et al., 2017). The run must have kept them: ``train.keep_checkpoints``.
+    """
+    folder, out = read_model_folder(path), Path(out)
+    kept = kept_weights(folder.path)
+    if len(kept) < last:
+        raise ModelFolderError(f"{folder.path}: {len(kept)} kept checkpoints, fewer than the {last} asked for;"
+                               " train with --train.keep_checkpoints N to keep them")
+    if out.resolve() == folder.path.resolve():
+        raise ModelFolderError(f"{out}: write the average into a new folder, not over the model it comes from")
+    picked = kept[-last:]
+    save_config(out, folder.config)
+    save_tokenizers(out, folder.src, folder.tgt)
+    write_weights(out / WEIGHTS, mean_weights(picked))
+    metadata = {key: value for key, value in folder.metadata.items() if key != "format_version"}
+    metadata["averaged_from"] = {"model": str(folder.path), "checkpoints": [p.name for p in picked]}
+    save_metadata(out, metadata)
+    return metadata

@@ -73,6 +73,19 @@ def plot_scores_by_length(buckets: list[str], series: dict[str, list[float | Non
     save(fig, path)
 
 
+def plot_curves(curves: dict[str, dict[str, float]], metric: str, path: Path) -> None:
+    """One line per run: ``metric`` against training step (``{run: {step: value}}``, steps as JSON keeps them)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for label, curve in curves.items():
+        points = sorted((int(step), value) for step, value in curve.items())
+        ax.plot([s for s, _ in points], [v for _, v in points], marker="o", label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
 def save(fig: plt.Figure, path: Path) -> None:
     """Write a figure as PNG atomically and free it."""
     fig.tight_layout()

@@ -143,6 +143,8 @@ def check_supported(config: ModelConfig) -> None:
         raise UnsupportedModel(f"model.cell is {config.cell!r}; the NumPy reference supports rnn and gru")
     if config.input_feeding:
         raise UnsupportedModel("model.input_feeding is true; the NumPy reference supports no input feeding")
+    if config.residual and max(config.encoder_layers, config.decoder_layers) > 1:
+        raise UnsupportedModel("model.residual is true; the NumPy reference supports plain stacked layers only")
 
 
 class ReferenceModel:
@@ -208,6 +210,8 @@ class ReferenceModel:
             ctx, alpha = self.attend(s[-1], encoded)
         out = s[-1] if ctx is None else (
             self.w["decoder.combine.weight"] @ np.concatenate([s[-1], ctx]) + self.w["decoder.combine.bias"])
+        if "decoder.project.weight" in self.w:  # tied embeddings of another size than the state: P o_t
+            out = self.w["decoder.project.weight"] @ out
         return self.w["decoder.output.weight"] @ out + self.w["decoder.output.bias"], s, alpha
 
     def greedy(self, src: list[int], max_len_ratio: float, max_len: int) -> tuple[list[int], list[np.ndarray | None]]:

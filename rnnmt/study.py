@@ -1,23 +1,31 @@
-"""Studies that measure the model, starting with the seed's own critique: the bottleneck.
+"""Studies that measure the model: the seed's own critique (the bottleneck), and the recipe for real data.
 
 "Points to ponder", point 1: only the last encoder state reaches the decoder, so a long input is squeezed
 into one vector and accuracy drops. ``bottleneck`` trains the seed's model (no attention) and the same
 model with attention on the same data, budget and seed, then scores both by source length.
+
+``recipe`` is an ablation: the same config trained with one change at a time (a lever, a corpus, a weight),
+on the same data, seed and time budget, each row scored on every dev set with greedy search and beam 5.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import random
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rnnmt.config import Config, CorpusConfig
-from rnnmt.data import load_pairs
+import yaml
+
+from rnnmt.config import Config, ConfigError, CorpusConfig, build, config_from_dict, set_dotted
+from rnnmt.data import load_pairs, normalize_hindi, read_corpus
 from rnnmt.metrics import corpus_scores
-from rnnmt.model_folder import write_bytes, write_json
-from rnnmt.plotting import plot_attention, plot_scores_by_length
+from rnnmt.model_folder import read_history, write_bytes, write_json
+from rnnmt.plotting import plot_attention, plot_curves, plot_scores_by_length
 from rnnmt.training import train
 from rnnmt.translator import Translator
 
@@ -77,7 +85,7 @@ def hold_out(base: Config, out: Path, count: int, seed: int) -> Config:
         write_bytes(out / f"{name}.tsv", "".join(f"{en}\t{hi}\n" for en, hi in part).encode("utf-8"))
     config = copy.deepcopy(base)
     config.data.train = [CorpusConfig(tsv=str(out / "train.tsv"))]
-    config.data.dev = CorpusConfig(tsv=str(out / "heldout.tsv"))
+    config.data.dev = [CorpusConfig(tsv=str(out / "heldout.tsv"))]
     return config
 
 
@@ -86,11 +94,11 @@ def bottleneck(base: Config, out: Path, budget_minutes: float, attention: str = 
     """Train both models, score them by source length, and write the table, the plot and heatmaps.
 
     The models are scored on ``eval_set``, else on ``holdout`` pairs held out of the training data, else on
-    the config's dev set.
+    the config's first dev set.
     """
     if holdout and not eval_set:
         base = hold_out(base, out, holdout, base.train.seed)
-    eval_set = eval_set or base.data.dev
+    eval_set = eval_set or base.data.dev[0]
     pairs = load_pairs([eval_set], base.data, filter_lengths=False)
     sources, references = [en for en, _ in pairs], [hi for _, hi in pairs]
     results = {"eval_set": eval_set.describe(), "budget_minutes": budget_minutes, "models": {}}
@@ -155,3 +163,128 @@ def copy_task(count: int, min_len: int, max_len: int, seed: int, symbols: int = 
         words = [rng.choice(alphabet) for _ in range(rng.randint(min_len, max_len))]
         pairs.append((" ".join(words), " ".join(reversed(words))))
     return pairs
+
+
+STUDIES = Path(__file__).parent / "studies"
+
+
+@dataclass
+class Row:
+    """One row of the recipe study: the base config with some fields set, corpora added or reweighted."""
+
+    name: str
+    what: str = ""
+    set: dict[str, Any] = field(default_factory=dict)  # {"vocab.src_size": 4000, ...}, as --section.key overrides
+    add: list[dict[str, Any]] = field(default_factory=list)  # training corpora appended, as in data.train
+    weights: dict[str, float] = field(default_factory=dict)  # {corpus label: weight} for corpora already there
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+    def apply(self, base: Config, budget_minutes: float) -> Config:
+        """The row's config: the base changed as the row says, trained for the study's budget."""
+        raw = copy.deepcopy(base.to_dict())
+        raw["name"] = f"recipe-{self.slug}"
+        raw["data"]["train"] += self.add
+        labels = [CorpusConfig(**corpus).label() for corpus in raw["data"]["train"]]
+        for label, weight in self.weights.items():
+            if label not in labels:
+                raise ConfigError(f"row {self.name!r}: no training corpus is called {label!r}; there are {labels}")
+            raw["data"]["train"][labels.index(label)]["weight"] = weight
+        for key, value in self.set.items():
+            set_dotted(raw, key, value)
+        raw["train"]["max_minutes"] = budget_minutes
+        return config_from_dict(raw, where=f"recipe row {self.name!r}")
+
+
+def load_rows(source: str | Path) -> list[Row]:
+    """The rows of a YAML file, or of a bundled one by name (``data``, ``levers``).
+
+    The file holds ``rows:``, a list of rows, and optionally ``set:``, fields set in every row before its own.
+    """
+    path = Path(source) if Path(source).is_file() else STUDIES / f"{source}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"rows {source!s}: neither a file nor a bundled rows file "
+                          f"({', '.join(sorted(p.stem for p in STUDIES.glob('*.yaml')))})")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or not isinstance(raw.get("rows"), list) or set(raw) - {"rows", "set"}:
+        raise ConfigError(f"{path}: expected `rows:` (a list of rows, each with a name) and optionally `set:`")
+    rows = [build(Row, item, str(path), f"rows[{i}].") for i, item in enumerate(raw["rows"])]
+    for row in rows:
+        row.set = {**(raw.get("set") or {}), **row.set}
+    if len({row.slug for row in rows}) < len(rows):
+        raise ConfigError(f"{path}: two rows have the same name")
+    return rows
+
+
+def recipe(base: Config, rows: list[Row], out: Path, budget_minutes: float, beam_size: int = 5,
+           only: list[str] | None = None) -> list[dict]:
+    """Train and score each row not already done (of ``only``, slugs, if given), rewriting the table after each.
+
+    A row whose results exist is skipped, and a row killed in training resumes from its checkpoint, so the
+    study can be stopped at any moment and started again, or run as several processes on disjoint rows.
+    Returns the results of every row done so far, in the rows' order.
+    """
+    unknown = set(only or []) - {row.slug for row in rows}
+    if unknown:
+        raise ConfigError(f"no row has the slug {', '.join(sorted(unknown))}; rows: {', '.join(r.slug for r in rows)}")
+    for row in rows if only is None else [r for r in rows if r.slug in only]:
+        result_file = out / "rows" / f"{row.slug}.json"
+        if result_file.exists():
+            continue
+        config = row.apply(base, budget_minutes)
+        folder = out / row.slug
+        log.info("recipe study: row %r, %.1f minutes into %s", row.name, budget_minutes, folder)
+        metadata = train(config, folder, resume=True)
+        write_json(result_file, score_row(row, config, folder, metadata, beam_size))
+        write_recipe_report(out, [r.slug for r in rows])
+    return write_recipe_report(out, [r.slug for r in rows])
+
+
+def score_row(row: Row, config: Config, folder: Path, metadata: dict, beam_size: int) -> dict:
+    """The row's best weights scored on every whole dev set, greedy and with the beam."""
+    translator = Translator.load(folder)
+    scores = {}
+    for corpus in config.data.dev:
+        pairs = read_corpus(corpus)
+        references = [normalize_hindi(hi, indic=False) for _, hi in pairs]  # as `rnnmt evaluate` reads them
+        scores[corpus.label()] = {}
+        for search, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
+            result = corpus_scores(translator.translate([en for en, _ in pairs], beam), references)
+            scores[corpus.label()][search] = {"bleu": round(result.bleu, 2), "chrf": round(result.chrf, 2)}
+    curve = {h["step"]: round(h["dev_chrf"], 2) for h in read_history(folder) if "dev_chrf" in h}
+    return {"name": row.name, "what": row.what, "steps": metadata["steps"], "pairs": metadata["training_pairs"],
+            "minutes": round(metadata["training_seconds"] / 60, 1), "parameters": metadata["parameters"],
+            "beam": f"beam{beam_size}", "scores": scores, "curve": curve}
+
+
+def write_recipe_report(out: Path, order: list[str]) -> list[dict]:
+    """recipe.md (the table), recipe.json and recipe.png (mean dev chrF++ against step) from the rows done."""
+    results = [json.loads(p.read_text(encoding="utf-8")) for slug in order
+               if (p := out / "rows" / f"{slug}.json").exists()]
+    if results:
+        write_json(out / "recipe.json", {"rows": results})
+        write_bytes(out / "recipe.md", recipe_table(results).encode("utf-8"))
+        plot_curves({r["name"]: r["curve"] for r in results}, "mean dev chrF++ (greedy, validation sentences)",
+                    out / "recipe.png")
+    return results
+
+
+def recipe_table(results: list[dict]) -> str:
+    """One line per row: steps, mean chrF++ at a step every row reached, and each dev set's scores."""
+    beam = results[0]["beam"]
+    sets = list(results[0]["scores"])
+    common = max((s for s in map(int, results[0]["curve"]) if all(str(s) in r["curve"] for r in results)),
+                 default=None)
+    header = ["row", "steps", f"chrF++ @{common}" if common else "chrF++ @step", f"mean chrF++ {beam}"]
+    header += [f"{name} chrF++ greedy / {beam}" for name in sets] + [f"{name} BLEU {beam}" for name in sets]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for r in results:
+        mean = sum(r["scores"][name][beam]["chrf"] for name in sets) / len(sets)
+        cells = [r["name"], f"{r['steps']:,}", str(r["curve"].get(str(common), "")) if common else "", f"{mean:.2f}"]
+        cells += [f"{r['scores'][n]['greedy']['chrf']:.2f} / {r['scores'][n][beam]['chrf']:.2f}" for n in sets]
+        cells += [f"{r['scores'][n][beam]['bleu']:.2f}" for n in sets]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- **{r['name']}**: {r['what']} ({r['pairs']:,} pairs, {r['minutes']} min)" for r in results]
+    return "\n".join(lines + [""] + notes) + "\n"

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from rnnmt import __version__
-from rnnmt.batching import Batch, Example, bucket_batches, collate, encode_pairs
-from rnnmt.config import Config
-from rnnmt.data import Pair, load_pairs
+from rnnmt.batching import Batch, Epochs, Example, bucket_batches, collate, encode_pairs
+from rnnmt.config import Config, TrainConfig
+from rnnmt.data import Pair, load_corpora, load_pairs
 from rnnmt.distributed import join
 from rnnmt.metrics import corpus_scores
 from rnnmt.model import Seq2Seq, build_model
 from rnnmt.model_folder import (
     LAST,
     atomic_write,
+    keep_weights,
     save_config,
     save_metadata,
     save_tokenizers,
@@ -116,6 +120,28 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
+@dataclass
+class DevSet:
+    """One dev set: its pairs, and their ids for the teacher-forced dev loss."""
+
+    name: str
+    pairs: list[Pair]
+    examples: list[Example]
+
+
+def ema_update(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """The update of an exponential moving average of the weights: ``avg <- d avg + (1 - d) w``.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after n updates, so the average soon forgets the
+    random initial weights instead of carrying them for 1 / (1 - decay) steps.
+    """
+    def update(averaged: list[Tensor], current: list[Tensor], updates: Tensor) -> None:
+        n = int(updates)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (10 + n)))
+
+    return update
+
+
 class Trainer:
     """One training run into one model folder."""
 
@@ -141,14 +167,14 @@ class Trainer:
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in self.folder.rglob(".*.tmp") if self.world.leader else ():  # half-written by a killed run
             stale.unlink()
-        self.src, self.tgt, self.examples, self.dev = self.prepare_data()
-        self.dev_examples = encode_pairs(self.dev, self.src, self.tgt, config.search.max_src_len)
+        self.src, self.tgt, self.epochs, self.dev = self.prepare_data()
         self.model = build_model(config.model, self.src.size, self.tgt.size).to(self.device)
         self.replica = self.model  # what the training step runs: the model itself, or DDP around it
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                           fused=self.device.type in ("cpu", "cuda"))
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr)
+        self.ema = AveragedModel(self.model, multi_avg_fn=ema_update(t.ema_decay)) if t.ema_decay else None
         self.progress = Progress()
         if self.resuming:
             self.load_checkpoint()
@@ -161,13 +187,18 @@ class Trainer:
         """Seconds of training so far, across resumed runs."""
         return self.seconds_before + time.perf_counter() - self.clock
 
-    def prepare_data(self) -> tuple[Tokenizer, Tokenizer, list[Example], list[Pair]]:
-        """Read and clean the corpora; learn (or, on resume, reload) the vocabularies."""
-        d, v = self.config.data, self.config.vocab
-        train = load_pairs(d.train, d)
-        dev = load_pairs([d.dev], d, filter_lengths=False) if d.dev else []
+    @property
+    def weights(self) -> Seq2Seq:
+        """The weights that are validated and kept: the moving average when there is one, else the model's."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def prepare_data(self) -> tuple[Tokenizer, Tokenizer, Epochs, list[DevSet]]:
+        """Read and clean the corpora; learn (or, on resume, reload) the vocabularies from the first epoch's mix."""
+        d, v, s = self.config.data, self.config.vocab, self.config.search
+        epochs = Epochs(load_corpora(d.train, d), [c.weight for c in d.train], self.config.train.seed)
         if not self.resuming and self.world.leader:
-            src, tgt = train_tokenizers([en for en, _ in train], [hi for _, hi in train], v.kind, v.joint,
+            first = epochs.pairs(0)
+            src, tgt = train_tokenizers([en for en, _ in first], [hi for _, hi in first], v.kind, v.joint,
                                         v.src_size, v.tgt_size, v.model_type, v.min_freq)
             save_tokenizers(self.folder, src, tgt)
             save_config(self.folder, self.config)
@@ -175,13 +206,22 @@ class Trainer:
         if self.resuming or not self.world.leader:
             src, tgt = load_tokenizers(self.folder)
         log.info("vocabularies: %d English and %d Hindi tokens (%s)", src.size, tgt.size, v.kind)
-        return src, tgt, encode_pairs(train, src, tgt, self.config.search.max_src_len), dev
+        epochs.segment(src, tgt, s.max_src_len, (v.sampling_alpha, v.sampling_nbest) if v.sampling else None)
+        dev = []
+        for corpus in d.dev:
+            pairs = load_pairs([corpus], d, filter_lengths=False)
+            dev.append(DevSet(corpus.label(), pairs, encode_pairs(pairs, src, tgt, s.max_src_len)))
+        return src, tgt, epochs, dev
 
     def load_checkpoint(self) -> None:
         state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise TrainingError(f"{self.checkpoint} was saved without train.ema_decay: resume it without")
+            self.ema.load_state_dict(state["ema"])
         self.progress = Progress(**state["progress"])
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed %s at step %d (epoch %d, batch %d)", self.folder, self.progress.step,
@@ -192,20 +232,25 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "progress": dataclasses.asdict(self.progress),
                  "torch_rng": torch.get_rng_state()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, examples: list[Example], epoch: int) -> list[list[int]]:
         """The batches of ``epoch``: the same every time for the same seed, so a resumed run sees the same.
 
         Under DDP every rank draws the same list and trains on its own share of it.
         """
         t = self.config.train
-        return self.world.share(bucket_batches(self.examples, t.batch_tokens, t.seed * 1009 + epoch))
+        return self.world.share(bucket_batches(examples, t.batch_tokens, t.seed * 1009 + epoch))
 
     def train_step(self, batch: Batch) -> float:
-        """One teacher-forced update; returns the loss per target token."""
+        """One teacher-forced update (and the moving average's); returns the loss per target token."""
         t = self.config.train
-        return train_step(self.replica, self.optimizer, batch, t.clip_norm, t.label_smoothing, self.amp)
+        loss = train_step(self.replica, self.optimizer, batch, t.clip_norm, t.label_smoothing, self.amp)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss
 
     def out_of_budget(self) -> bool:
         t, p = self.config.train, self.progress
@@ -239,10 +284,10 @@ class Trainer:
                    disable=not self.world.leader)
         tokens, window = 0, time.perf_counter()
         while p.epoch < t.max_epochs and not stop:
-            batches = self.epoch_batches(p.epoch)
-            for indices in batches[p.batch_in_epoch :]:
+            examples = self.epochs.examples(p.epoch)
+            for indices in self.epoch_batches(examples, p.epoch)[p.batch_in_epoch :]:
                 self.model.train()
-                batch = collate([self.examples[i] for i in indices]).to(self.device)
+                batch = collate([examples[i] for i in indices]).to(self.device)
                 loss = self.train_step(batch)
                 p.step, p.batch_in_epoch, tokens = p.step + 1, p.batch_in_epoch + 1, tokens + batch.tokens
                 bar.update(1)
@@ -272,65 +317,85 @@ class Trainer:
         return self.world.any(stop)
 
     def validate_here(self) -> bool:
-        """Dev loss and dev BLEU/chrF++; keep the best weights; say whether to stop early."""
+        """Score every dev set; keep the best weights by their mean chrF++; say whether to stop early."""
         p, t = self.progress, self.config.train
         record: dict[str, Any] = {"step": p.step, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.dev:
             record.update(self.evaluate_dev())
             self.scheduler.step(record["dev_loss"])
         improved = record.get("dev_chrf", 0.0) > p.best_chrf or not self.dev
+        p.history.append(record)
         if improved:
             p.best_chrf, p.best, p.bad_validations = record.get("dev_chrf", 0.0), record, 0
-            save_weights(self.folder, self.model)
+            save_weights(self.folder, self.weights)
+            save_metadata(self.folder, self.metadata())
         else:
             p.bad_validations += 1
-        p.history.append(record)
+        if t.keep_checkpoints:
+            keep_weights(self.folder, self.weights, p.step, t.keep_checkpoints)
         self.save_checkpoint()
         plot_losses(p.history, self.folder / "loss.png")
-        log.info("step %d: %s%s", p.step, ", ".join(f"{k} {v:.4g}" for k, v in record.items()
-                                                    if isinstance(v, float)), " (best)" if improved else "")
+        per_set = ", ".join(f"{name} {scores['chrf']:.2f}" for name, scores in record.get("dev", {}).items())
+        log.info("step %d: %s%s%s", p.step, ", ".join(f"{k} {v:.4g}" for k, v in record.items()
+                                                      if isinstance(v, float)),
+                 f" (chrF++ {per_set})" if len(self.dev) > 1 else "", " (best)" if improved else "")
         return bool(self.dev) and p.bad_validations >= t.patience
 
     @torch.no_grad()
-    def evaluate_dev(self) -> dict[str, float]:
-        """Teacher-forced dev loss, and greedy translations of the first dev sentences scored by sacreBLEU.
+    def evaluate_dev(self) -> dict[str, Any]:
+        """Every dev set's loss, BLEU and chrF++; overall, the loss per token of all and the mean of the scores."""
+        model = self.weights.eval()
+        translator = Translator(model, self.config, self.src, self.tgt, device=self.device)
+        per_set = {dev.name: score_dev(translator, dev, self.config.train) for dev in self.dev}
+        tokens = sum(scores["tokens"] for scores in per_set.values())
+        loss = sum(scores["loss"] * scores["tokens"] for scores in per_set.values()) / tokens
+        return {"dev_loss": loss, "dev_ppl": math.exp(min(loss, 50)),
+                "dev_bleu": sum(s["bleu"] for s in per_set.values()) / len(per_set),
+                "dev_chrf": sum(s["chrf"] for s in per_set.values()) / len(per_set), "dev": per_set}
 
-        The dev loss goes in batches of the training budget: fixed batches of 64 long news sentences held
-        64 x 150 x V fp32 logits, and made validation, not training, the run's peak memory.
-        """
-        self.model.eval()
-        examples = self.dev_examples
-        total, tokens = 0.0, 0
-        for indices in bucket_batches(examples, self.config.train.batch_tokens, seed=0):
-            batch = collate([examples[i] for i in indices]).to(self.device)
-            total += float(sequence_loss(self.model(batch.src, batch.src_len, batch.tgt_in), batch.tgt_out))
-            tokens += batch.tokens
-        sample = self.dev[: self.config.train.valid_sentences]
-        translator = Translator(self.model, self.config, self.src, self.tgt, device=self.device)
-        hypotheses = translator.translate([en for en, _ in sample], beam_size=1)
-        scores = corpus_scores(hypotheses, [hi for _, hi in sample])
-        return {"dev_loss": total / tokens, "dev_ppl": math.exp(min(total / tokens, 50)),
-                "dev_bleu": scores.bleu, "dev_chrf": scores.chrf}
+    def metadata(self) -> dict[str, Any]:
+        """What metadata.json says of the run so far."""
+        p, d = self.progress, self.config.data
+        return {
+            "rnnmt_version": __version__, "torch_version": torch.__version__, "name": self.config.name,
+            "languages": {"source": "en", "target": "hi"},
+            "training_data": [c.describe() for c in d.train], "dev_data": [c.describe() for c in d.dev],
+            "training_pairs": sum(len(pairs) for pairs in self.epochs.corpora),
+            "corpora": [{"data": c.describe(), "pairs": len(pairs), "weight": c.weight}
+                        for c, pairs in zip(d.train, self.epochs.corpora, strict=True)],
+            "vocab_sizes": {"src": self.src.size, "tgt": self.tgt.size},
+            "parameters": count_parameters(self.model), "steps": p.step, "epochs_completed": p.epoch,
+            "training_seconds": round(self.elapsed(), 1), "device": str(self.device), "best": p.best,
+        }
 
     def finish(self) -> dict[str, Any]:
         """Write the metadata of the finished run and return it (on the leader; other ranks get {})."""
-        p, d = self.progress, self.config.data
+        p = self.progress
         if not self.world.leader:
             return {}
         self.save_checkpoint()
-        metadata = {
-            "rnnmt_version": __version__, "torch_version": torch.__version__, "name": self.config.name,
-            "languages": {"source": "en", "target": "hi"},
-            "training_data": [c.describe() for c in d.train], "dev_data": d.dev.describe() if d.dev else None,
-            "training_pairs": len(self.examples), "vocab_sizes": {"src": self.src.size, "tgt": self.tgt.size},
-            "parameters": count_parameters(self.model), "steps": p.step, "epochs_completed": p.epoch,
-            "training_seconds": round(p.seconds, 1),
-            "device": str(self.device), "best": p.best,
-        }
+        metadata = self.metadata()
         save_metadata(self.folder, metadata)
         log.info("done: %d steps in %.1f min; best dev %s", p.step, p.seconds / 60,
-                 {k: round(v, 2) for k, v in p.best.items() if k.startswith("dev_")})
+                 {k: round(v, 2) for k, v in p.best.items() if k.startswith("dev_") and isinstance(v, float)})
         return metadata
+
+
+def score_dev(translator: Translator, dev: DevSet, train: TrainConfig) -> dict[str, float]:
+    """A dev set's teacher-forced loss per token, and the greedy translations of its first sentences, scored.
+
+    The loss goes in batches of the training budget: fixed batches of 64 long news sentences held
+    64 x 150 x V fp32 logits, and made validation, not training, the run's peak memory.
+    """
+    model, examples = translator.model, dev.examples
+    total, tokens = 0.0, 0
+    for indices in bucket_batches(examples, train.batch_tokens, seed=0):
+        batch = collate([examples[i] for i in indices]).to(translator.device)
+        total += float(sequence_loss(model(batch.src, batch.src_len, batch.tgt_in), batch.tgt_out))
+        tokens += batch.tokens
+    sample = dev.pairs[: train.valid_sentences]
+    scores = corpus_scores(translator.translate([en for en, _ in sample], beam_size=1), [hi for _, hi in sample])
+    return {"loss": total / tokens, "tokens": tokens, "bleu": scores.bleu, "chrf": scores.chrf}
 
 
 def count_parameters(model: Seq2Seq) -> int:

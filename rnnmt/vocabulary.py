@@ -19,12 +19,15 @@ CLOSING = set(".,!?;:।॥)]}%\"'")  # word mode: no space before these when de
 OPENING = set("([{")  # word mode: no space after these
 
 
+Sampling = tuple[float, int]  # subword regularisation: (alpha, nbest), see VocabConfig
+
+
 class Tokenizer(Protocol):
     """What the model side needs from a vocabulary."""
 
     size: int
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str, sampling: Sampling | None = None) -> list[int]: ...
 
     def decode(self, ids: list[int]) -> str: ...
 
@@ -62,8 +65,16 @@ class SentencePieceTokenizer:
         )
         return cls(buffer.getvalue())
 
-    def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text)
+    def encode(self, text: str, sampling: Sampling | None = None) -> list[int]:
+        """The ids of ``text``: its best segmentation, or with ``sampling`` (alpha, nbest) a sampled one.
+
+        Sampling is Kudo's subword regularisation for a unigram model, BPE-dropout for a BPE model; it draws
+        from SentencePiece's random generator (see ``seed_sampling``).
+        """
+        if sampling is None:
+            return self.sp.encode(text)
+        alpha, nbest = sampling
+        return self.sp.encode(text, enable_sampling=True, alpha=alpha, nbest_size=nbest)
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([i for i in ids if i >= len(SPECIALS) or i == UNK])
@@ -141,7 +152,9 @@ class WordTokenizer:
     def from_bytes(cls, data: bytes) -> WordTokenizer:
         return cls(data.decode("utf-8").split("\n"))
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, sampling: Sampling | None = None) -> list[int]:
+        if sampling is not None:
+            raise ValueError("a word vocabulary has one segmentation: it cannot sample")
         return [self.index.get(word, UNK) for word in split_words(text)]
 
     def decode(self, ids: list[int]) -> str:
@@ -178,9 +191,14 @@ def train_tokenizers(src_texts: list[str], tgt_texts: list[str], kind: str, join
             SentencePieceTokenizer.train(tgt_texts, tgt_size, model_type))
 
 
-def encode_source(tokenizer: Tokenizer, text: str, max_len: int) -> list[int]:
+def encode_source(tokenizer: Tokenizer, text: str, max_len: int, sampling: Sampling | None = None) -> list[int]:
     """English ids, cut to ``max_len - 1``, then </s>."""
-    return tokenizer.encode(text)[: max_len - 1] + [EOS]
+    return tokenizer.encode(text, sampling)[: max_len - 1] + [EOS]
+
+
+def seed_sampling(seed: int) -> None:
+    """Seed SentencePiece's generator, so that the same seed samples the same segmentations."""
+    spm.set_random_generator_seed(seed)
 
 
 def fill_unknown(pieces: list[str], ids: list[int], looked_at: list[int], source_words: list[str]) -> list[str]:

@@ -123,3 +123,15 @@ def step_of(checkpoint) -> int:
         except (EOFError, RuntimeError, FileNotFoundError):
             time.sleep(0.1)  # replaced while we read it
     raise AssertionError(f"{checkpoint} cannot be read")
+
+
+def test_average_writes_a_model_folder_of_the_mean(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(train={"max_steps": 20, "valid_every": 10, "keep_checkpoints": 3})),
+                      encoding="utf-8")
+    assert main(["train", str(config), "--model-dir", str(tmp_path / "run")]) == 0
+    assert main(["average", "-m", str(tmp_path / "run"), "--last", "2", "--out", str(tmp_path / "avg")]) == 0
+    assert "the mean of step-10.safetensors, step-20.safetensors" in capsys.readouterr().out
+    assert main(["translate", "-m", str(tmp_path / "avg"), "Hello."]) == 0
+    assert main(["average", "-m", str(tmp_path / "run"), "--last", "3", "--out", str(tmp_path / "x")]) == 2
+    assert "fewer than the 3 asked for" in capsys.readouterr().err

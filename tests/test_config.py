@@ -44,7 +44,7 @@ def test_range_checks():
 
 def test_overrides_apply_and_are_typed(tmp_path):
     config = load_config("default", ["--train.lr", "3e-4", "--model.cell=lstm", "--data.dev", "null"])
-    assert config.train.lr == 3e-4 and config.model.cell == "lstm" and config.data.dev is None
+    assert config.train.lr == 3e-4 and config.model.cell == "lstm" and config.data.dev == []  # null: no dev set
     with pytest.raises(ConfigError, match="must look like --section.key"):
         parse_overrides(["--lr", "1"])
     with pytest.raises(ConfigError, match="has no value"):
@@ -70,3 +70,29 @@ def test_defaults_live_in_the_dataclasses():
 def test_a_bare_off_means_off():
     assert load_config("default", ["--train.amp", "off"]).train.amp == "off"
     assert config_from_dict({"train": {"amp": False}}).train.amp == "off"
+
+
+def test_each_dropout_defaults_to_the_general_one():
+    assert config_from_dict({"model": {"dropout": 0.3}}).model.dropouts() == (0.3, 0.3, 0.3)
+    assert config_from_dict({"model": {"dropout": 0.3, "rnn_dropout": 0.0}}).model.dropouts() == (0.3, 0.0, 0.3)
+
+
+def test_one_dev_set_as_a_mapping_still_reads_as_a_list():
+    """Model folders written before several dev sets have ``dev: {...}`` in their config.yaml."""
+    config = config_from_dict({"data": {"dev": {"bundled": "dev"}}})
+    assert [corpus.label() for corpus in config.data.dev] == ["bundled-dev"]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    (["--train.lr", "nan"], "train.lr must be a finite number"),
+    (["--model.word_dropout", "1.0"], r"model.word_dropout must be in \[0, 1\)"),
+    (["--train.ema_decay", "-0.1"], r"train.ema_decay must be in \[0, 1\)"),
+    (["--data.train", "[{bundled: train, weight: -1}]"], r"data.train\[0\]: weight must not be negative"),
+    (["--data.train", "[{bundled: train, weight: 0}]"], "at least one corpus with a weight above 0"),
+    (["--vocab.kind", "word", "--vocab.sampling", "true"], "vocab.sampling needs vocab.kind sentencepiece"),
+    (["--data.dev", "[{bundled: dev}, {bundled: dev}]"], "two dev sets are both called 'bundled-dev'"),
+    (["--train.threads", "-1"], "train.threads must not be negative"),
+])
+def test_out_of_range_values_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("default", override)

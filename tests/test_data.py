@@ -8,6 +8,8 @@ from rnnmt.config import CorpusConfig, DataConfig
 from rnnmt.data import (
     DataError,
     clean_pairs,
+    epoch_mix,
+    load_corpora,
     load_pairs,
     normalize_hindi,
     read_aligned,
@@ -102,3 +104,22 @@ def test_bundled_corpus_is_clean_nfc_hindi():
             assert any("\u0900" <= ch <= "\u097f" for ch in hi)
     sizes = sum(len(read_corpus(CorpusConfig(bundled=s))) for s in ("train", "dev", "test"))
     assert sizes >= 1500
+
+
+def test_each_corpus_gives_an_epoch_weight_times_its_pairs():
+    sizes, weights = [100, 50, 10, 30], [1.0, 0.3, 2.5, 0.0]
+    mix = epoch_mix(sizes, weights, seed=1)
+    counts = [sum(1 for c, _ in mix if c == corpus) for corpus in range(4)]
+    assert counts == [100, 15, 25, 0]
+    repeats = [sum(1 for c, i in mix if (c, i) == (2, pair)) for pair in range(10)]
+    assert sorted(set(repeats)) == [2, 3] and repeats.count(3) == 5  # 2.5: twice each, and half of them once more
+    assert sorted(i for c, i in mix if c == 0) == list(range(100))
+    assert epoch_mix(sizes, weights, seed=1) == mix  # the same seed, the same epoch
+    assert {i for c, i in epoch_mix(sizes, weights, seed=2) if c == 1} != {i for c, i in mix if c == 1}
+
+
+def test_a_pair_kept_in_one_corpus_is_a_duplicate_in_the_next(tmp_path):
+    first = write(tmp_path / "a.tsv", "One.\tएक।\nTwo.\tदो।\n")
+    second = write(tmp_path / "b.tsv", "Two.\tदो।\nThree.\tतीन।\n")
+    corpora = load_corpora([CorpusConfig(tsv=str(first)), CorpusConfig(tsv=str(second))], DataConfig())
+    assert corpora == [[("One.", "एक।"), ("Two.", "दो।")], [("Three.", "तीन।")]]

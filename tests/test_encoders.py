@@ -9,10 +9,11 @@ from rnnmt.encoders import Encoder
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_padding_never_changes_a_result(cell, bidirectional):
+@pytest.mark.parametrize("residual", [False, True])
+def test_padding_never_changes_a_result(cell, bidirectional, residual):
     torch.manual_seed(0)
     config = ModelConfig(cell=cell, emb_size=8, hidden_size=6, encoder_layers=2, bidirectional=bidirectional,
-                         dropout=0.0, h0="learned")
+                         dropout=0.0, h0="learned", residual=residual)
     encoder = Encoder(20, config).eval()
     sentences = [[5, 6, 7, 8, 9, 3], [4, 3], [10, 11, 12, 3]]
     src = torch.zeros(3, 6, dtype=torch.long)
@@ -51,3 +52,14 @@ def test_learned_h0_is_used():
     with torch.no_grad():
         encoder.h0.fill_(0.5)
     assert not torch.allclose(before, encoder(src, length).states)
+
+
+def test_word_dropout_zeroes_whole_words_in_training_only():
+    torch.manual_seed(0)
+    encoder = Encoder(50, ModelConfig(emb_size=8, hidden_size=6, dropout=0.0, word_dropout=0.25))
+    x = encoder.embed(torch.randint(4, 50, (200, 30)))  # batch x src_len x emb
+    dropped = encoder.drop_words(x)
+    zero = (dropped == 0).all(-1)  # whole words, never single units
+    assert 0.22 < zero.float().mean() < 0.28
+    assert torch.equal(dropped[~zero], x[~zero])  # the others pass unscaled
+    assert torch.equal(encoder.eval().drop_words(x), x)

@@ -2,9 +2,12 @@
 
 import pytest
 import torch
+from torch import nn
 
+from rnnmt.cells import ResidualStack, make_recurrence
 from rnnmt.config import ModelConfig
 from rnnmt.model import build_model, quantize
+from rnnmt.model_folder import weight_tensors
 
 
 def test_seed_model_hands_the_last_encoder_state_over_unchanged():
@@ -60,3 +63,32 @@ def test_int8_weights_keep_the_logits_close():
         torch.testing.assert_close(small(src, src_len, tgt), fp32, atol=0.05, rtol=0.05)
     with pytest.raises(ValueError, match="allowed values: fp32, int8"):
         quantize(model, "int4")
+
+
+@pytest.mark.parametrize("emb_size", [6, 4])
+def test_tied_embeddings_are_one_tensor_learned_from_both_ends(emb_size):
+    model = build_model(ModelConfig(emb_size=emb_size, hidden_size=6, attention="luong_general", dropout=0.0,
+                                    tie_embeddings=True), 10, 12)
+    decoder = model.decoder
+    assert decoder.output.weight is decoder.embed.weight and decoder.embed.weight.shape == (12, emb_size)
+    assert (decoder.project is None) == (emb_size == 6)
+    logits = model(torch.tensor([[5, 6, 3]]), torch.tensor([3]), torch.tensor([[2, 7]]))
+    logits[0, 1, 9].backward()  # reaches the matrix as the output's row 9 and as the input embedding of word 7
+    assert decoder.embed.weight.grad[9].abs().sum() > 0 and decoder.embed.weight.grad[7].abs().sum() > 0
+    tensors = weight_tensors(model)  # saved under both names, as two tensors: safetensors refuses shared memory
+    assert torch.equal(tensors["decoder.output.weight"], tensors["decoder.embed.weight"])
+    assert tensors["decoder.output.weight"].data_ptr() != tensors["decoder.embed.weight"].data_ptr()
+
+
+def test_a_residual_stack_adds_each_layer_s_input_to_its_output():
+    torch.manual_seed(0)
+    stack = make_recurrence("gru", 5, 6, 3, 0.0, residual=True).eval()
+    assert isinstance(stack, ResidualStack) and len(stack.layers) == 3
+    x = torch.randn(2, 4, 5)  # batch x len x input
+    out, final = stack(x)
+    first, h1 = stack.layers[0](x)
+    second, h2 = stack.layers[1](first)
+    third, h3 = stack.layers[2](first + second)
+    torch.testing.assert_close(out, first + second + third)
+    torch.testing.assert_close(final, torch.cat([h1, h2, h3]))  # layers x batch x hidden, as nn.GRU lays it out
+    assert isinstance(make_recurrence("gru", 5, 6, 1, 0.0, residual=True), nn.GRU)  # one layer: nothing to add

@@ -6,6 +6,7 @@ from conftest import tiny_config
 from rnnmt.config import config_from_dict
 from rnnmt.data import read_lines
 from rnnmt.metrics import corpus_scores
+from rnnmt.model_folder import read_history
 from rnnmt.training import train
 from rnnmt.translator import Translator
 
@@ -23,16 +24,10 @@ def test_brief_training_on_tatoeba_and_hvg_learns_and_translates(shared_data, tm
         train={"max_steps": 600, "valid_every": 300, "batch_tokens": 1500, "lr": 0.005})
     metadata = train(config_from_dict(config), tmp_path / "real")
     assert metadata["training_pairs"] > 7000
-    history = [h for h in metadata_history(tmp_path / "real") if "dev_loss" in h]
+    history = [h for h in read_history(tmp_path / "real") if "dev_loss" in h]
     assert history[-1]["dev_loss"] < history[0]["dev_loss"] < 7.0
     translator = Translator.load(tmp_path / "real")
     sources = read_lines(hvg / "dev.en")[:100]
     hypotheses = translator.translate(sources)
     assert all(any("\u0900" <= ch <= "\u097f" for ch in h) for h in hypotheses)
     assert corpus_scores(hypotheses, read_lines(hvg / "dev.hi")[:100]).chrf > 6  # an untrained model scores about 1
-
-
-def metadata_history(folder):
-    import torch
-
-    return torch.load(folder / "checkpoints" / "last.pt", weights_only=True)["progress"]["history"]

@@ -1,18 +1,22 @@
 """Training: loss falls, a tiny corpus is memorised exactly by every cell, and a resumed run is the same run."""
 
+import copy
 import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel
 
 from conftest import tiny_config
 from rnnmt import training
 from rnnmt.batching import collate
 from rnnmt.config import CorpusConfig, config_from_dict
 from rnnmt.data import read_corpus
-from rnnmt.training import Trainer, TrainingError, autocast_dtype, sequence_loss, train
+from rnnmt.model_folder import WEIGHTS, ModelFolderError, average_checkpoints, kept_weights, read_history
+from rnnmt.training import Trainer, TrainingError, autocast_dtype, ema_update, sequence_loss, train
 from rnnmt.translator import Translator
 from rnnmt.vocabulary import PAD
 
@@ -47,21 +51,34 @@ def test_loss_falls_on_the_bundled_corpus(tiny_model):
     assert all(math.isfinite(h["dev_loss"]) and 0 <= h["dev_chrf"] <= 100 for h in validations)
 
 
-def short_run(steps: int) -> dict:
-    return tiny_config(train={"max_steps": steps, "valid_every": 10, "log_every": 5, "max_epochs": 100},
-                       model={"dropout": 0.3})  # dropout: the random stream must resume too
+LEVERS = {  # every lever that draws random numbers or keeps state: each must resume exactly too
+    "vocab": {"sampling": True},
+    "model": {"dropout": 0.3, "word_dropout": 0.2, "tie_embeddings": True},
+    "train": {"ema_decay": 0.9},
+    "data": {"train": [{"bundled": "train", "limit": 150, "weight": 1.5}, {"bundled": "test", "weight": 0.3}]},
+}
 
 
-def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    train(config_from_dict(short_run(40)), tmp_path / "whole")
-    train(config_from_dict(short_run(20)), tmp_path / "split")
-    train(config_from_dict(short_run(40)), tmp_path / "split", resume=True)
+def short_run(steps: int, levers: bool = False) -> dict:
+    sections = copy.deepcopy(LEVERS) if levers else {"model": {"dropout": 0.3}}  # dropout: the random stream
+    sections.setdefault("train", {}).update(max_steps=steps, valid_every=10, log_every=5, max_epochs=100)
+    return tiny_config(**sections)
+
+
+@pytest.mark.parametrize("levers", [False, True])
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, levers):
+    train(config_from_dict(short_run(40, levers)), tmp_path / "whole")
+    train(config_from_dict(short_run(20, levers)), tmp_path / "split")
+    train(config_from_dict(short_run(40, levers)), tmp_path / "split", resume=True)
     whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
     split = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
     assert whole["progress"]["step"] == split["progress"]["step"] == 40
+    assert whole["progress"]["epoch"] > 1  # several epochs: the mix and the segmentation were drawn again
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, split["model"][name]), name
     assert whole["optimizer"]["state"][0]["exp_avg"].equal(split["optimizer"]["state"][0]["exp_avg"])
+    for name, tensor in whole.get("ema", {}).items():
+        assert torch.equal(tensor, split["ema"][name]), name
 
 
 def test_same_seed_same_model_other_seed_other_model(tmp_path):
@@ -115,8 +132,52 @@ def test_the_loss_reads_bf16_logits_as_they_are_and_sums_in_fp32(smoothing):
 
 def test_the_dev_loss_does_not_depend_on_the_dev_batches(tmp_path):
     trainer = Trainer(config_from_dict(tiny_config(train={"batch_tokens": 60})), tmp_path / "run")
-    examples, model = trainer.dev_examples, trainer.model
+    examples, model = trainer.dev[0].examples, trainer.model
     with torch.no_grad():
         alone = [collate([example]) for example in examples]
         total = sum(float(sequence_loss(model(b.src, b.src_len, b.tgt_in), b.tgt_out)) for b in alone)
     assert trainer.evaluate_dev()["dev_loss"] == pytest.approx(total / sum(b.tokens for b in alone), rel=1e-5)
+
+
+def test_the_moving_average_follows_its_equation():
+    model = torch.nn.Linear(1, 1, bias=False)
+    averaged = AveragedModel(model, multi_avg_fn=ema_update(0.5))
+    for weight in [1.0, 3.0, 7.0, 5.0]:
+        model.weight.data.fill_(weight)
+        averaged.update_parameters(model)
+    # the first update copies; then the decay warms up as (1 + n) / (10 + n): 2/11, 3/12, 4/13, below 0.5 so far
+    by_hand = 4 / 13 * (3 / 12 * (2 / 11 * 1 + 9 / 11 * 3) + 9 / 12 * 7) + 9 / 13 * 5
+    assert averaged.module.weight.item() == pytest.approx(by_hand)
+    for _ in range(30):  # later the decay is 0.5: each update halves the distance to the new weights
+        averaged.update_parameters(model)
+    assert averaged.module.weight.item() == pytest.approx(5.0, abs=1e-6)
+
+
+def test_the_average_is_what_is_validated_and_kept(tmp_path):
+    config = tiny_config(train={"max_steps": 20, "valid_every": 20, "ema_decay": 0.9})
+    train(config_from_dict(config), tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    kept = load_file(str(tmp_path / "run" / "weights.safetensors"))
+    name = "decoder.output.weight"
+    assert torch.equal(kept[name], state["ema"][f"module.{name}"]) and not torch.equal(kept[name], state["model"][name])
+
+
+def test_several_dev_sets_are_each_scored_and_kept_checkpoints_average(tmp_path):
+    config = tiny_config(data={"dev": [{"bundled": "dev", "limit": 15, "name": "a"}, {"bundled": "test", "limit": 10}]},
+                         train={"max_steps": 30, "valid_every": 10, "keep_checkpoints": 2})
+    train(config_from_dict(config), tmp_path / "run")
+    validations = [h for h in read_history(tmp_path / "run") if "dev" in h]
+    assert [h["step"] for h in validations] == [10, 20, 30]
+    for record in validations:
+        assert set(record["dev"]) == {"a", "bundled-test"}
+        assert record["dev_chrf"] == pytest.approx(sum(s["chrf"] for s in record["dev"].values()) / 2)
+    assert "bundled-test" in (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
+    kept = [p.name for p in kept_weights(tmp_path / "run")]
+    assert kept == ["step-20.safetensors", "step-30.safetensors"]
+    average_checkpoints(tmp_path / "run", 2, tmp_path / "avg")
+    w20, w30, mean = (load_file(str(p)) for p in (*kept_weights(tmp_path / "run"), tmp_path / "avg" / WEIGHTS))
+    for name, tensor in mean.items():
+        torch.testing.assert_close(tensor, (w20[name] + w30[name]) / 2, rtol=0, atol=1e-7)
+    assert Translator.load(tmp_path / "avg").translate("How are you?")
+    with pytest.raises(ModelFolderError, match="2 kept checkpoints, fewer than the 3 asked for"):
+        average_checkpoints(tmp_path / "run", 3, tmp_path / "avg3")
