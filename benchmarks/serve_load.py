@@ -2,20 +2,28 @@
 
     python benchmarks/serve_load.py                          # trains a small model first (about half a minute)
     python benchmarks/serve_load.py --model models/default --clients 32 --requests 1000
+    python benchmarks/serve_load.py --body-mb 300            # instead: one chunked 300 MiB POST against the limit
 
 For each mode the server runs in its own process on 127.0.0.1. ``--clients`` concurrent clients send
 ``--requests`` requests in all (each one sentence from the bundled dev set) and stop at ``--max-seconds`` whatever
 is left. One table compares throughput, p50/p95/p99 latency and errors with batching on and off, on this machine.
+
+``--body-mb`` measures the body limit instead: one client sends a chunked POST /translate of that many MiB (no
+Content-Length, so only counting the bytes can stop it) and reports the answer, how much had left the client by
+then, how long it took, and the server's peak memory before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
+import json
 import logging
 import multiprocessing
 import os
 import platform
+import select
 import socket
 import tempfile
 import time
@@ -149,6 +157,64 @@ def run_mode(model: str, settings: ServeSettings, bodies: list[dict], args: argp
         sock.close()
 
 
+def peak_memory_mib(pid: int) -> float:
+    """A process's peak resident memory (VmHWM) in MiB; NaN where /proc is absent."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.is_file():
+        return float("nan")
+    line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def send_chunked(port: int, total: int, chunk: int = 1 << 16) -> tuple[int, int, str]:
+    """A chunked POST /translate of up to ``total`` bytes that stops once the server answers: bytes sent, the
+    status and the error code."""
+    with socket.create_connection(("127.0.0.1", port), timeout=600) as sock:
+        sock.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        frame, sent = b"%x\r\n%s\r\n" % (chunk, b"a" * chunk), 0
+        try:
+            while sent < total and not select.select([sock], [], [], 0)[0]:
+                sock.sendall(frame)
+                sent += chunk
+            if sent >= total:
+                sock.sendall(b"0\r\n\r\n")
+        except OSError:  # the server closed the connection after answering
+            pass
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = json.loads(response.read() or b"{}")
+        return sent, response.status, body.get("error", {}).get("code", "")
+
+
+def body_limit(model: str, megabytes: int) -> list[str]:
+    """Send one chunked body of ``megabytes`` MiB to a fresh server and report what the body limit did."""
+    settings = ServeSettings()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    process = multiprocessing.get_context("spawn").Process(target=serve, args=(model, asdict(settings), sock, 1))
+    process.start()
+    try:
+        async def up() -> None:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                await wait_until_up(client, f"http://127.0.0.1:{sock.getsockname()[1]}")
+
+        asyncio.run(up())
+        before = peak_memory_mib(process.pid)
+        start = time.perf_counter()
+        sent, status, code = send_chunked(sock.getsockname()[1], megabytes << 20)
+        seconds = time.perf_counter() - start
+        after = peak_memory_mib(process.pid)
+    finally:
+        process.terminate()
+        process.join(10)
+        sock.close()
+    return [f"chunked POST /translate of {megabytes} MiB, limit {settings.max_body_bytes:,} bytes",
+            f"answer: {status} {code} after {seconds * 1000:.0f} ms, when {sent / 2**20:.1f} MiB had left the client "
+            f"(sent, or waiting in the sockets' buffers)",
+            f"server peak memory: {before:.0f} MiB before, {after:.0f} MiB after"]
+
+
 def table(results: dict[str, Result]) -> list[str]:
     """One row per measure; the last column is batching on divided by off."""
     rows = [("throughput (requests/s)", lambda r: len(r.latencies) / r.seconds, "{:.1f}"),
@@ -176,6 +242,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1,
                    help="the server's torch CPU threads; 0 is torch's choice, which on a small or busy machine "
                         "competes with the event loop and the clients")
+    p.add_argument("--body-mb", type=int, default=0,
+                   help="instead of the load test, send one chunked POST of this many MiB against the body limit")
     return p.parse_args()
 
 
@@ -185,6 +253,9 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(train_small_model(Path(tmp) / "model"))
+        if args.body_mb:
+            print("\n".join(["", *body_limit(model, args.body_mb), f"machine: {machine(1)}"]))
+            return
         sentences = [en for en, _ in read_corpus(CorpusConfig(bundled="dev"))]
         bodies = [{"text": sentences[i % len(sentences)], "beam_size": args.beam_size} for i in range(args.requests)]
         results = {}

@@ -4,16 +4,23 @@
     POST /explain    {"text": "..."}: the step-by-step record of one greedy translation
     GET  /health     liveness and queue depth
     GET  /model      languages, cell, attention, size, training data, scores, limits
-    GET  /docs       OpenAPI; GET / is the page (rnnmt/static/)
+    GET  /openapi.json  the OpenAPI schema; GET / is the page (rnnmt/static/)
 
 Translate requests that arrive within ``batch_wait_ms`` of each other become one model call. Every model call
 runs on a single worker thread, so the event loop never waits on the model. Every limit and every bad request
 answers with JSON ``{"error": {"status", "code", "message"}}`` and the right HTTP status, never a traceback.
+
+ASGI middlewares guard the app, outermost first: hardening headers on every response, the Host check against DNS
+rebinding, CORS (only when ``cors_origins`` is set), the API key (only when ``api_key`` is set), and the body
+limit, which counts the bytes as they arrive (chunked bodies included) and answers 413 at the limit.
+There is no Swagger UI at /docs: it loads its scripts from a CDN, which an offline machine cannot reach and the
+page's Content-Security-Policy would block anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import math
 import time
@@ -30,12 +37,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rnnmt.translator import Translation, Translator
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("rnnmt.serving")
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")  # the Host names a local server answers to by default
+CSP = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")  # the page: its own script and style files, and the empty data: favicon
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Content-Security-Policy": CSP,
+                    "Referrer-Policy": "no-referrer"}
 
 
 @dataclass
@@ -49,16 +64,49 @@ class ServeSettings:
     timeout_s: float = 30.0  # per request, waiting in the queue included (504 beyond)
     batch_wait_ms: float = 5.0  # how long a batch waits for more requests after its first one
     max_batch: int = 64  # texts gathered into one model call; 1 turns micro-batching off
+    # Host header names answered (400 beyond): a port is ignored, "*.example.com" allows subdomains, "*" any host.
+    # A server bound to another address (a LAN name or IP, or 0.0.0.0) must add the names its clients will use.
+    allowed_hosts: list[str] = field(default_factory=lambda: list(LOCAL_HOSTS))
+    cors_origins: list[str] = field(default_factory=list)  # such as "https://example.org"; "*" any; none: no CORS
+    api_key: str | None = field(default=None, repr=False)  # when set, the API needs header X-API-Key (401 without)
 
     def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
+        for name, value in self.limits().items():
             if value < 0 or (value == 0 and name != "batch_wait_ms"):
                 raise ValueError(f"ServeSettings.{name} must be positive, not {value}")
+        check_hosts(self.allowed_hosts)
+        check_origins(self.cors_origins)
+        key = self.api_key
+        if key is not None and (not key or not key.isascii() or not key.isprintable() or key != key.strip()):
+            raise ValueError("ServeSettings.api_key must be printable ASCII, not empty, with no space at either end")
+
+    def limits(self) -> dict[str, float]:
+        """The numeric limits (what GET /model shows: never the hosts, origins or key)."""
+        return {name: value for name, value in asdict(self).items()
+                if name not in ("allowed_hosts", "cors_origins", "api_key")}
 
     @property
     def max_body_bytes(self) -> int:
         """The largest JSON body a request within the limits can need (12 bytes per escaped character)."""
         return 12 * self.max_chars * self.max_texts + 65536
+
+
+def check_hosts(hosts: list[str]) -> None:
+    """Refuse an empty list and wildcards other than "*" and a leading "*.", as Starlette's TrustedHost does."""
+    if not hosts:
+        raise ValueError('ServeSettings.allowed_hosts is empty, so every request would be refused; "*" allows any')
+    for host in hosts:
+        if "*" in host[1:] or (host.startswith("*") and host != "*" and not host.startswith("*.")):
+            raise ValueError(f'ServeSettings.allowed_hosts: {host!r} is not a host name, "*.domain" or "*"')
+
+
+def check_origins(origins: list[str]) -> None:
+    """Each origin is "*" or scheme://host[:port], with no path: a browser's Origin never ends in "/"."""
+    for origin in origins:
+        scheme, _, rest = origin.partition("://")
+        if origin != "*" and (scheme not in ("http", "https") or not rest or "/" in rest):
+            raise ValueError(f'ServeSettings.cors_origins: {origin!r} is not "*" or an origin such as '
+                             f'"https://example.org" (no path, no trailing slash)')
 
 
 class ApiError(Exception):
@@ -311,7 +359,7 @@ def model_info(translator: Translator, settings: ServeSettings) -> dict[str, Any
         "training_data": meta.get("training_data"), "training_pairs": meta.get("training_pairs"),
         "steps": meta.get("steps"), "scores": meta.get("best", {}),
         "search": {"beam_size": config.search.beam_size, "n_best": config.search.n_best},
-        "device": str(translator.device), "limits": asdict(settings),
+        "device": str(translator.device), "limits": settings.limits(),
     }
 
 
@@ -331,8 +379,8 @@ def validation_response(err: RequestValidationError) -> JSONResponse:
     return error_response(422, "invalid_request", summary or "invalid request", details)
 
 
-def add_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
-    """Every error as JSON: our limits, validation, HTTP errors, oversized bodies, and anything unexpected."""
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON: our limits, validation, HTTP errors, and anything unexpected."""
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         return error_response(err.status, err.code, err.message, None, err.headers)
 
@@ -344,20 +392,141 @@ def add_error_handlers(app: FastAPI, settings: ServeSettings) -> None:
         return error_response(err.status_code, code, str(err.detail), None, err.headers)
 
     async def internal(_: Request, err: Exception) -> JSONResponse:
-        log.error("unexpected error", exc_info=err)
-        return error_response(500, "internal_error", "internal error; the server log has the details")
+        log.error("unexpected error", exc_info=err)  # answered outside the middlewares, so it adds their headers
+        return error_response(500, "internal_error", "internal error; the server log has the details", None,
+                              SECURITY_HEADERS)
 
     for kind, handler in ((ApiError, api_error), (RequestValidationError, invalid), (HTTPException, http_error),
                           (Exception, internal)):
         app.add_exception_handler(kind, handler)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable) -> Any:
-        size = request.headers.get("content-length", "0")
-        if not size.isdigit() or int(size) > settings.max_body_bytes:
-            return error_response(413, "body_too_large", f"the request body ({size} bytes) is over the limit "
-                                                         f"of {settings.max_body_bytes} bytes")
-        return await call_next(request)
+
+class SecurityHeaders:
+    """Adds ``SECURITY_HEADERS`` (nosniff, the CSP, no framing, no referrer) to every response."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_hardened(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_hardened if scope["type"] == "http" else send)
+
+
+def host_name(host: str) -> str:
+    """A Host header's name in lower case, without its port or an IPv6 address's brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+class CheckHost:
+    """400 unless the Host header names an allowed host: a DNS-rebound page cannot reach a local server.
+
+    Starlette's TrustedHostMiddleware does the same check but answers in plain text (or with a www. redirect).
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]):
+        self.app, self.any = app, "*" in allowed_hosts
+        self.allowed = {host_name(host) for host in allowed_hosts}
+
+    def allows(self, host: str) -> bool:
+        return self.any or host in self.allowed or any(
+            pattern.startswith("*.") and host.endswith(pattern[1:]) for pattern in self.allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        host = host_name(Headers(scope=scope).get("host", "")) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or self.allows(host):  # the app has no websockets; lifespan has no host
+            await self.app(scope, receive, send)
+            return
+        message = f"the Host header {host[:100]!r} is not one this server answers to (ServeSettings.allowed_hosts)"
+        await error_response(400, "invalid_host", message)(scope, receive, send)
+
+
+class RequireApiKey:
+    """401 unless an API request carries header X-API-Key with the key; the page and its files need none."""
+
+    def __init__(self, app: ASGIApp, api_key: str):
+        self.app, self.key = app, api_key.encode("ascii")
+
+    @staticmethod
+    def open_to_all(scope: Scope) -> bool:
+        """GET or HEAD of the page or a static file."""
+        return scope["method"] in ("GET", "HEAD") and (scope["path"] == "/" or scope["path"].startswith("/static/"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.open_to_all(scope):
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-api-key", "").encode("latin-1")
+        if hmac.compare_digest(given, self.key):
+            await self.app(scope, receive, send)
+            return
+        message = "this server needs an API key: send it in header X-API-Key" if not given else "wrong API key"
+        await error_response(401, "api_key_required" if not given else "wrong_api_key", message)(scope, receive, send)
+
+
+class LimitBody:
+    """413 for a body over ``limit`` bytes, counted as they arrive, whatever Content-Length or chunking say.
+
+    A Content-Length over the limit is refused before a byte is read. Any other body (chunked, or with no length)
+    is read here, up to the limit, and then handed on as it came: the app never sees a byte more. The 413 closes
+    the connection, so the rest of an oversized upload is never read.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        size = Headers(scope=scope).get("content-length")
+        if size is not None and (not (size.isascii() and size.isdigit()) or int(size) > self.limit):
+            await self.too_large(f"{size} bytes")(scope, receive, send)
+            return
+        messages = await self.read(receive)
+        if messages is None:
+            await self.too_large(f"more than {self.limit} bytes, sent in chunks")(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def read(self, receive: Receive) -> list[Message] | None:
+        """The body's messages, or None as soon as they pass the limit."""
+        messages, size = [], 0
+        while True:
+            messages.append(await receive())
+            size += len(messages[-1].get("body", b""))
+            if size > self.limit:
+                return None
+            if messages[-1]["type"] != "http.request" or not messages[-1].get("more_body", False):
+                return messages
+
+    def too_large(self, size: str) -> JSONResponse:
+        return error_response(413, "body_too_large", f"the request body ({size}) is over the limit of "
+                                                     f"{self.limit} bytes", None, {"Connection": "close"})
+
+
+def add_middleware(app: FastAPI, settings: ServeSettings) -> None:
+    """The guards, innermost first (Starlette runs the last one added first)."""
+    app.add_middleware(LimitBody, limit=settings.max_body_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(RequireApiKey, api_key=settings.api_key)
+    if settings.cors_origins:  # outside the key check: a browser's preflight request carries no key
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "X-API-Key"])
+    app.add_middleware(CheckHost, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeaders)
 
 
 def add_routes(app: FastAPI, worker: ModelWorker, settings: ServeSettings) -> None:
@@ -403,9 +572,10 @@ def add_routes(app: FastAPI, worker: ModelWorker, settings: ServeSettings) -> No
 
 
 def create_app(translator: Translator, settings: ServeSettings | None = None) -> FastAPI:
-    """The rnnmt web app: API, OpenAPI docs at /docs, and the page at /.
+    """The rnnmt web app: the API, its OpenAPI schema at /openapi.json, and the page at /.
 
     Its worker starts with the app's lifespan, which uvicorn runs, and so does ``with TestClient(app)``.
+    The Host check allows ``settings.allowed_hosts`` only: a server bound to another address must add it.
     """
     settings = settings or ServeSettings()
     worker = ModelWorker(translator, settings)
@@ -417,9 +587,10 @@ def create_app(translator: Translator, settings: ServeSettings | None = None) ->
         await worker.stop()
 
     app = FastAPI(title="rnnmt", summary="English to Hindi translation with a recurrent encoder-decoder",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # Swagger UI and ReDoc come from a CDN
     app.state.worker = worker
-    add_error_handlers(app, settings)
+    add_error_handlers(app)
+    add_middleware(app, settings)
     add_routes(app, worker, settings)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -1,4 +1,5 @@
-"""The page in real headless Chromium (Debian's package, never a downloaded one): translate, heatmap, explain.
+"""The page in real headless Chromium (Debian's package, never a downloaded one): translate, heatmap (words and
+subword pieces), explain, and nothing refused by the server's Content-Security-Policy.
 
 Screenshots go to tests/artifacts/ (git-ignored) for a person to look at.
 """
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DEVANAGARI = re.compile("[\u0900-\u097f]")
 SENTENCE = "My sister's wedding is in December."
+HEATMAP_COLUMNS = "document.querySelectorAll('#heatmap thead th').length"
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +61,12 @@ def browser() -> Iterator:
 
 
 def open_page(browser, server: str, width: int, height: int, outside: list[str]):
-    """A fresh page at the server; every request that leaves the server is recorded in ``outside``."""
+    """A fresh page at the server; every request that leaves the server, and every refusal by the server's
+    Content-Security-Policy, is recorded in ``outside``."""
     page = browser.new_page(viewport={"width": width, "height": height})
     page.on("request", lambda request: None if request.url.startswith(server) else outside.append(request.url))
+    page.on("console", lambda message: outside.append(message.text) if "Content Security Policy" in message.text
+            else None)
     page.goto(server)
     page.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
     return page
@@ -79,8 +84,14 @@ def test_translate_shows_hindi_a_heatmap_and_the_steps(browser, server):
     page.get_by_role("button", name="Translate", exact=True).click()
     assert DEVANAGARI.search(wait_for_hindi(page))
     rows, columns = page.locator("#heatmap tbody tr").count(), page.locator("#heatmap thead th").count()
-    assert rows >= 2 and columns >= 2
+    assert rows >= 2 and columns == len(SENTENCE.split()) + 1  # words (the default view), then </s>
     assert page.locator("#heatmap tbody td").count() == rows * columns
+    page.get_by_label("Subword pieces", exact=True).check()  # the tiny model's vocabulary splits words
+    page.wait_for_function(f"{HEATMAP_COLUMNS} > {columns}")
+    pieces = page.locator("#heatmap thead th").count()
+    assert page.locator("#heatmap tbody td").count() == page.locator("#heatmap tbody tr").count() * pieces
+    page.get_by_label("Words", exact=True).check()
+    page.wait_for_function(f"{HEATMAP_COLUMNS} === {columns}")
     page.get_by_role("button", name="Explain the steps").click()
     page.wait_for_selector("#explain-panel:not([hidden]) .step")
     page.get_by_role("button", name="Next step").click()

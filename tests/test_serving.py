@@ -1,22 +1,38 @@
-"""The REST API: happy paths, every limit and error as JSON, micro-batching, and fuzzed input that never gives a 500."""
+"""The REST API: happy paths, every limit and error as JSON, micro-batching, fuzzed input that never gives a 500,
+and the guards: body limit (chunked too, on a real server), hardening headers, Host check, CORS and API key."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import re
+import select
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnmt.serving import STATIC, ServeSettings, create_app
+from rnnmt.serving import CSP, STATIC, ServeSettings, create_app, host_name
 from rnnmt.translator import Translator
 
 LIMITS = ServeSettings(max_chars=200, max_texts=4, max_beam=4, queue_size=8, timeout_s=20.0)
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HARDENING = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "content-security-policy": CSP}
+
+
+def local_client(app: FastAPI, **kwargs: Any) -> TestClient:
+    """A TestClient that calls itself localhost (its own name, testserver, is not an allowed host)."""
+    return TestClient(app, base_url="http://localhost", **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +42,26 @@ def translator(tiny_model) -> Translator:
 
 @pytest.fixture(scope="module")
 def client(translator) -> Iterator[TestClient]:
-    with TestClient(create_app(translator, LIMITS)) as client:
+    with local_client(create_app(translator, LIMITS)) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def server(translator) -> Iterator[tuple[str, int]]:
+    """The app with ``LIMITS`` served by uvicorn on a free loopback port, in a thread; yields (host, port)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(translator, LIMITS), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield sock.getsockname()
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
 
 
 class Gate:
@@ -100,9 +134,8 @@ def test_health_and_model_metadata(client):
     assert info["limits"]["max_chars"] == 200
 
 
-def test_docs_page_and_static_files(client):
+def test_the_schema_page_and_static_files(client):
     assert "/translate" in client.get("/openapi.json").json()["paths"]
-    assert "swagger" in client.get("/docs").text.lower()
     page = client.get("/")
     assert page.status_code == 200 and 'id="source"' in page.text
     for name in ("app.js", "style.css"):
@@ -113,6 +146,21 @@ def test_the_page_fetches_nothing_from_elsewhere():
     for path in STATIC.iterdir():
         text = path.read_text(encoding="utf-8")
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
+
+
+def test_no_docs_page_loads_swagger_from_a_cdn(client):
+    """/docs and /redoc would load Swagger UI and ReDoc from a CDN: they are off, /openapi.json stays."""
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert_error(client.get(path), 404, "not_found")
+
+
+def test_the_page_needs_nothing_its_csp_forbids():
+    """No inline script, event handler or style attribute: the CSP allows only the page's own files."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<script\b[^>]*>", page) == ['<script src="/static/app.js" defer>']
+    assert not re.search(r"\son\w+\s*=|\sstyle\s*=|<style\b|javascript:", page, re.IGNORECASE)
+    assert re.findall(r'(?:href|src)="([^"]*)"', page) == ["data:,", "/static/style.css", "/static/app.js"]
+    assert "default-src 'self'" in CSP and "img-src 'self' data:" in CSP and "frame-ancestors 'none'" in CSP
 
 
 def test_explain_gives_the_step_by_step_record(client, translator):
@@ -168,6 +216,150 @@ def test_an_oversized_body_is_refused_before_it_is_parsed(client):
     assert_error(client.post("/translate", json={"text": "a" * 1_000_000}), 413, "body_too_large")
 
 
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], dict]:
+    """Status, headers and JSON body of the HTTP response on a raw socket."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(response.read())
+
+
+def send_chunked(sock: socket.socket, total: int, chunk: int = 65536) -> int:
+    """Send a chunked POST /translate of up to ``total`` bytes, stopping once an answer arrives; the bytes sent."""
+    sock.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n")
+    frame, sent = b"%x\r\n%s\r\n" % (chunk, b"a" * chunk), 0
+    try:
+        while sent < total and not select.select([sock], [], [], 0)[0]:
+            sock.sendall(frame)
+            sent += chunk
+        if sent >= total:
+            sock.sendall(b"0\r\n\r\n")
+    except OSError:  # the server closed the connection after its answer: the rest is never read
+        pass
+    return sent
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_reading_the_rest(server):
+    total = 64 << 20  # 64 MiB; the limit is under 0.1 MiB
+    with socket.create_connection(server, timeout=30) as sock:
+        sent = send_chunked(sock, total)
+        status, headers, body = read_response(sock)
+    assert status == 413 and body["error"]["code"] == "body_too_large", body
+    assert f"limit of {LIMITS.max_body_bytes} bytes" in body["error"]["message"]
+    assert headers["connection"] == "close" and headers["x-content-type-options"] == "nosniff"
+    assert sent < total // 4, f"the server let {sent} bytes in before answering"
+
+
+def test_a_chunked_body_within_the_limit_is_translated(server, translator):
+    connection = http.client.HTTPConnection(*server, timeout=30)
+    parts = iter([b'{"text": "How ', b"are you?", b'", "beam_size": 1}'])  # an iterable body goes chunked
+    connection.request("POST", "/translate", body=parts, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 200, body
+    assert body["translations"][0]["text"] == translator.translate("How are you?")
+
+
+def test_a_content_length_over_the_limit_is_refused_before_any_body_arrives(server):
+    with socket.create_connection(server, timeout=10) as sock:
+        sock.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 300000000\r\n\r\n")  # and not a byte of the body
+        status, headers, body = read_response(sock)
+    assert status == 413 and body["error"]["code"] == "body_too_large", body
+    assert "(300000000 bytes)" in body["error"]["message"] and headers["connection"] == "close"
+
+
+def assert_hardened(response) -> None:
+    for name, value in HARDENING.items():
+        assert response.headers[name] == value, name
+
+
+def test_every_response_carries_the_hardening_headers(client):
+    assert_hardened(client.get("/"))
+    assert_hardened(client.get("/static/app.js"))
+    assert_hardened(client.post("/translate", json={"text": "How are you?"}))
+    assert_hardened(client.post("/translate", json={"text": 7}))
+    assert_hardened(client.get("/nowhere"))
+
+
+def test_host_names_lose_their_port_and_brackets():
+    assert [host_name(h) for h in ("LocalHost:8000", "127.0.0.1", "[::1]:8000", "::1", "", "evil.example.")] == [
+        "localhost", "127.0.0.1", "::1", "::1", "", "evil.example."]
+
+
+def test_a_foreign_host_header_is_refused_as_json(client):
+    """A DNS-rebound page sends its own host name: refused, so it cannot read the local server."""
+    for host in ("evil.example", "evil.example:8000", "localhost.evil.example", ""):
+        response = client.get("/health", headers={"Host": host})
+        assert_error(response, 400, "invalid_host")
+        assert_hardened(response)
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert client.get("/health", headers={"Host": host}).status_code == 200, host
+
+
+def test_allowed_hosts_can_name_other_hosts_and_wildcards(translator):
+    app = create_app(translator, ServeSettings(allowed_hosts=["mt.example.org", "*.lan"]))
+    with TestClient(app, base_url="http://mt.example.org") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health", headers={"Host": "box.lan:8000"}).status_code == 200
+        assert_error(client.get("/health", headers={"Host": "localhost"}), 400, "invalid_host")
+    with TestClient(create_app(translator, ServeSettings(allowed_hosts=["*"]))) as client:
+        assert client.get("/health").status_code == 200  # as testserver
+
+
+def test_cors_headers_only_when_origins_are_configured(client, translator):
+    origin = {"Origin": "https://app.example"}
+    assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
+    app = create_app(translator, ServeSettings(cors_origins=["https://app.example"], api_key="sesame"))
+    with local_client(app) as cors:
+        answer = cors.get("/health", headers={**origin, "X-API-Key": "sesame"})
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        preflight = cors.options("/translate", headers={**origin, "Access-Control-Request-Method": "POST",
+                                                        "Access-Control-Request-Headers": "content-type,x-api-key"})
+        assert preflight.status_code == 200  # a preflight carries no key, and needs none
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower()
+        refused = cors.get("/health", headers={"Origin": "https://evil.example", "X-API-Key": "sesame"})
+        assert "access-control-allow-origin" not in refused.headers
+
+
+def test_an_api_key_when_set_guards_the_api_but_not_the_page(translator):
+    with local_client(create_app(translator, ServeSettings(api_key="open sesame"))) as client:
+        assert_error(client.get("/health"), 401, "api_key_required")
+        assert_error(client.get("/openapi.json"), 401, "api_key_required")
+        assert_error(client.post("/translate", json={"text": "Hello."}), 401, "api_key_required")
+        assert_error(client.get("/model", headers={"X-API-Key": "open sesamE"}), 401, "wrong_api_key")
+        assert_error(client.get("/model", headers={"X-API-Key": "é".encode("latin-1")}), 401, "wrong_api_key")
+        for path in ("/", "/static/app.js", "/static/style.css"):
+            assert client.get(path).status_code == 200, path
+        key = {"X-API-Key": "open sesame"}
+        assert client.post("/translate", json={"text": "Hello."}, headers=key).status_code == 200
+        info = client.get("/model", headers=key).json()
+        assert "api_key" not in info["limits"] and "open sesame" not in json.dumps(info)
+
+
+def test_without_an_api_key_none_is_asked_for(client):
+    assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"allowed_hosts": []}, "allowed_hosts"),
+    ({"allowed_hosts": ["evil.*"]}, "allowed_hosts"),
+    ({"cors_origins": ["https://app.example/"]}, "cors_origins"),
+    ({"cors_origins": ["app.example"]}, "cors_origins"),
+    ({"api_key": ""}, "api_key"),
+    ({"api_key": "schlüssel"}, "api_key"),
+])
+def test_bad_guard_settings_fail_early_and_name_the_field(fields, named):
+    with pytest.raises(ValueError, match=f"ServeSettings.{named}"):
+        ServeSettings(**fields)
+
+
+def test_the_settings_never_show_the_api_key():
+    assert "sesame" not in repr(ServeSettings(api_key="sesame"))
+
+
 def test_unknown_paths_and_methods_are_json(client):
     assert_error(client.get("/nowhere"), 404, "not_found")
     assert_error(client.get("/translate"), 405, "method_not_allowed")
@@ -185,7 +377,7 @@ def test_a_full_queue_answers_503(translator, monkeypatch):
     gate = Gate(translator)
     monkeypatch.setattr(translator, "translate_full", gate)
     answers: list = []
-    with TestClient(create_app(translator, ServeSettings(queue_size=1))) as client:
+    with local_client(create_app(translator, ServeSettings(queue_size=1))) as client:
         first = post_in_thread(client, {"text": "How are you?"}, answers)
         assert gate.entered.wait(10)
         response = client.post("/translate", json={"text": "Don't be late."})
@@ -199,7 +391,7 @@ def test_a_full_queue_answers_503(translator, monkeypatch):
 def test_a_slow_model_answers_504_and_the_server_recovers(translator, monkeypatch):
     gate = Gate(translator)
     monkeypatch.setattr(translator, "translate_full", gate)
-    with TestClient(create_app(translator, ServeSettings(timeout_s=0.2))) as client:
+    with local_client(create_app(translator, ServeSettings(timeout_s=0.2))) as client:
         assert_error(client.post("/translate", json={"text": "How are you?"}), 504, "timeout")
         gate.opened.set()
         assert client.post("/translate", json={"text": "How are you?"}).status_code == 200
@@ -211,10 +403,11 @@ def test_a_model_error_is_a_json_500_without_its_traceback(translator, monkeypat
         raise RuntimeError("the secret internals")
 
     monkeypatch.setattr(translator, "translate_full", broken)
-    with TestClient(create_app(translator), raise_server_exceptions=False) as client:
+    with local_client(create_app(translator), raise_server_exceptions=False) as client:
         response = client.post("/translate", json={"text": "How are you?"})
         assert_error(response, 500, "internal_error")
         assert "secret" not in response.text
+        assert_hardened(response)
 
 
 @pytest.mark.parametrize(("max_batch", "calls"), [(64, [1, 2]), (1, [1, 1, 1])])
@@ -222,7 +415,7 @@ def test_requests_that_arrive_together_share_one_model_call(translator, monkeypa
     gate = Gate(translator)
     monkeypatch.setattr(translator, "translate_full", gate)
     answers: list = []
-    with TestClient(create_app(translator, ServeSettings(max_batch=max_batch))) as client:
+    with local_client(create_app(translator, ServeSettings(max_batch=max_batch))) as client:
         threads = [post_in_thread(client, {"text": "How are you?"}, answers)]
         assert gate.entered.wait(10)  # the model is busy with the first request ...
         threads += [post_in_thread(client, {"text": text}, answers) for text in ("Don't be late.", "Hello.")]
@@ -280,3 +473,36 @@ def test_fuzz_raw_bytes(client, content):
 @given(size=st.integers(201, 10**6), char=st.characters(codec="utf-8"))
 def test_fuzz_huge_strings_are_413(client, size, char):
     assert client.post("/translate", json={"text": char * size}).status_code == 413
+
+
+def words_view(translation: dict) -> dict:
+    """The page's ``byWords`` (rnnmt/static/app.js) run by Node on one translation."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the page's words view is checked only in the browser test")
+    script = ("const vm = require('vm'), fs = require('fs'); const [file, input] = process.argv.slice(1);"
+              "const context = vm.createContext({document: {addEventListener() {}}});"
+              "process.stdout.write(vm.runInContext(fs.readFileSync(file, 'utf8') +"
+              "`;JSON.stringify(byWords(${input}))`, context));")
+    result = subprocess.run([node, "-e", script, str(STATIC / "app.js"), json.dumps(translation)],
+                            capture_output=True, text=True, check=True, timeout=30)
+    return json.loads(result.stdout)
+
+
+def test_the_pages_words_view_sums_english_pieces_and_averages_hindi_ones():
+    attention = [[0.1, 0.2, 0.3, 0.1, 0.2, 0.1],
+                 [0.0, 0.5, 0.1, 0.1, 0.2, 0.1],
+                 [0.2, 0.1, 0.1, 0.0, 0.4, 0.2],
+                 [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]]
+    view = words_view({"src_tokens": ["▁", "My", "▁sis", "ter's", "▁wedding", "</s>"],
+                       "tgt_tokens": ["▁मेरी", "▁ब", "हन", "</s>"], "attention": attention})
+    assert view["src"] == ["▁My", "▁sister's", "▁wedding", "</s>"] and view["tgt"] == ["▁मेरी", "▁बहन", "</s>"]
+    expected = [[0.3, 0.4, 0.2, 0.1], [0.4, 0.15, 0.3, 0.15], [0, 0, 0, 1]]  # row 2: the mean of rows 2 and 3
+    assert [pytest.approx(row) for row in expected] == view["attention"]
+
+
+def test_the_pages_words_view_keeps_whole_word_tokens():
+    view = words_view({"src_tokens": ["Hello", ".", "</s>"], "tgt_tokens": ["नमस्ते", "</s>"],
+                       "attention": [[0.5, 0.25, 0.25], [0.0, 0.0, 1.0]]})
+    assert view == {"src": ["Hello", ".", "</s>"], "tgt": ["नमस्ते", "</s>"],
+                    "attention": [[0.5, 0.25, 0.25], [0.0, 0.0, 1.0]]}

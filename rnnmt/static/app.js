@@ -1,21 +1,31 @@
 // rnnmt's page: calls POST /translate and POST /explain, draws the attention heatmap and the explain panel.
-// Plain browser JavaScript with no build step and nothing fetched from elsewhere.
+// Plain browser JavaScript with no build step and nothing fetched from elsewhere; the server's
+// Content-Security-Policy allows no inline script, so everything the page does is in this file.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const DEVANAGARI = /[\u0900-\u097F]/;
 const MAX_VECTOR = 64; // values drawn per vector in the explain panel
 const MAX_INLINE = 8; // number lists and objects up to this size are written on one line
+const WORD_START = "\u2581"; // SentencePiece's mark of a piece that begins a word
+let shown = null; // the translation whose attention the heatmap draws
 
-/** POST (or GET without a body) JSON to the API; throw the server's error message on failure. */
+/**
+ * POST (or GET without a body) JSON to the API, with the API key when one was typed; throw the server's error
+ * message on failure. A 401 shows the API key field.
+ */
 async function api(path, body) {
-  const options = body === undefined ? {} : {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  const key = $("api-key").value.trim();
+  const headers = key ? { "X-API-Key": key } : {};
+  const options = body === undefined ? { headers } : {
+    method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body),
   };
   const response = await fetch(path, options);
   const data = await response.json().catch(() => ({}));
+  if (response.status === 401) $("key-box").hidden = false;
   if (!response.ok) {
-    throw new Error((data.error && data.error.message) || `${response.status} ${response.statusText}`);
+    const message = (data.error && data.error.message) || `${response.status} ${response.statusText}`;
+    throw new Error(response.status === 401 ? `${message} (type it in the API key field)` : message);
   }
   return data;
 }
@@ -111,16 +121,23 @@ function renderAlternatives(others) {
   $("alternatives-box").hidden = others.length === 0;
 }
 
-/** The attention table: a row per Hindi token, a column per English token, shaded by weight. */
+/** Show a translation's attention, in the view the toggle asks for. */
 function renderHeatmap(t) {
-  const panel = $("attention-panel");
-  panel.hidden = !t.attention;
-  if (!t.attention) return;
+  shown = t;
+  $("attention-panel").hidden = !t.attention;
+  if (t.attention) drawHeatmap();
+}
+
+/** Redraw the heatmap of the shown translation: by words (the default) or by subword pieces. */
+function drawHeatmap() {
+  if (!shown || !shown.attention) return;
+  const pieces = document.querySelector('input[name="attention-view"]:checked').value === "pieces";
+  const view = pieces ? { src: shown.src_tokens, tgt: shown.tgt_tokens, attention: shown.attention } : byWords(shown);
   const head = el("tr");
-  head.append(el("td"), ...t.src_tokens.map((tok) => Object.assign(el("th", showToken(tok)), { scope: "col" })));
-  const rows = t.attention.map((weights, i) => {
+  head.append(el("td"), ...view.src.map((tok) => Object.assign(el("th", showToken(tok)), { scope: "col" })));
+  const rows = view.attention.map((weights, i) => {
     const row = el("tr");
-    const label = Object.assign(el("th", showToken(t.tgt_tokens[i])), { scope: "row", lang: "hi" });
+    const label = Object.assign(el("th", showToken(view.tgt[i])), { scope: "row", lang: "hi" });
     row.append(label, ...weights.map(heatCell));
     return row;
   });
@@ -130,9 +147,40 @@ function renderHeatmap(t) {
   table.tBodies[0].append(...rows);
 }
 
+/**
+ * The token indices of each word: a piece that starts with ▁ begins one, and </s> is a word of its own. Tokens
+ * without any ▁ (a word vocabulary) are each a word.
+ */
+function wordGroups(tokens) {
+  const subwords = tokens.some((tok) => tok.startsWith(WORD_START));
+  const groups = [];
+  tokens.forEach((tok, i) => {
+    if (!groups.length || !subwords || tok.startsWith(WORD_START) || tok === "</s>" || tokens[i - 1] === "</s>") {
+      groups.push([]);
+    }
+    groups[groups.length - 1].push(i);
+  });
+  return groups;
+}
+
+/**
+ * Attention between words: an English word's column is the sum of its pieces' columns, and a Hindi word's row is
+ * the mean of its pieces' rows (their sum over their count), so each row still sums to 1.
+ */
+function byWords(t) {
+  const columns = wordGroups(t.src_tokens), rows = wordGroups(t.tgt_tokens);
+  const join = (tokens, group) => group.map((i) => tokens[i]).join("");
+  const total = (row, column) => row.reduce((sum, i) => sum + column.reduce((s, j) => s + t.attention[i][j], 0), 0);
+  return {
+    src: columns.map((group) => join(t.src_tokens, group)),
+    tgt: rows.map((group) => join(t.tgt_tokens, group)),
+    attention: rows.map((row) => columns.map((column) => total(row, column) / row.length)),
+  };
+}
+
 function heatCell(weight) {
   const cell = el("td", String(Math.round(weight * 100)));
-  cell.style.background = `rgba(29, 78, 216, ${weight.toFixed(3)})`;
+  cell.style.background = `rgba(29, 78, 216, ${Math.min(1, weight).toFixed(3)})`;
   cell.style.color = weight > 0.5 ? "#fff" : "#1f2937";
   cell.title = weight.toFixed(4);
   return cell;
@@ -327,5 +375,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("explain").addEventListener("click", () => busy(explain));
   $("source").addEventListener("keydown", onKey);
+  $("api-key").addEventListener("change", loadModel);
+  document.getElementsByName("attention-view").forEach((radio) => radio.addEventListener("change", drawHeatmap));
   loadModel();
 });
