@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -106,12 +107,12 @@ def cmd_average(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace, overrides: list[str]) -> None:
-    from rnnmt.study import bottleneck, load_rows, recipe
+    from rnnmt.study import Budget, bottleneck, load_rows, recipe
 
     if args.study == "recipe":
         only = args.only.split(",") if args.only else None
-        results = recipe(load_config(args.data, overrides), load_rows(args.rows), Path(args.out), args.budget_minutes,
-                         only=only)
+        budget = Budget(steps=args.budget_steps) if args.budget_steps else Budget(minutes=args.budget_minutes)
+        results = recipe(load_config(args.data, overrides), load_rows(args.rows), Path(args.out), budget, only=only)
         print(Path(args.out, "recipe.md").read_text(encoding="utf-8") if results else "no row done")
         return
     results = bottleneck(load_config(args.data, overrides), Path(args.out), args.budget_minutes, args.attention,
@@ -137,11 +138,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
     """The API and the page, served by uvicorn until interrupted."""
     import uvicorn
 
-    from rnnmt.serving import create_app
+    from rnnmt.serving import LOCAL_HOSTS, ServeSettings, create_app
     from rnnmt.translator import Translator
 
-    app = create_app(Translator.load(args.model, args.device))
-    log.info("serving %s on http://%s:%d (API docs at /docs)", args.model, args.host, args.port)
+    try:  # the key comes from the environment: a command line is visible to every user in `ps`
+        settings = ServeSettings(allowed_hosts=[*LOCAL_HOSTS, args.host, *args.allowed_host],
+                                 cors_origins=args.cors_origin, api_key=os.environ.get("RNNMT_API_KEY") or None)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.host not in LOCAL_HOSTS and settings.api_key is None:
+        log.warning("serving on %s without an API key: anyone who can reach it can use it (set RNNMT_API_KEY)",
+                    args.host)
+    app = create_app(Translator.load(args.model, args.device), settings)
+    log.info("serving %s on http://%s:%d (OpenAPI schema at /openapi.json)", args.model, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
@@ -187,6 +196,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", default="luong_general", choices=("bahdanau", "luong_dot", "luong_general"))
     p.add_argument("--holdout", type=int, default=0,
                    help="score on this many pairs held out of the training data (default: the config's dev set)")
+    p.add_argument("--budget-steps", type=int, default=0,
+                   help="recipe: train each row this many steps instead of --budget-minutes")
     p.add_argument("--rows", default="levers", help="recipe: a YAML file of rows, or a bundled one (data, levers)")
     p.add_argument("--only", help="recipe: train only these rows (slugs, comma-separated); the table has all rows done")
     p.add_argument("--out", help="folder for the models, table and plots (default: runs/STUDY)")
@@ -197,10 +208,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--html", help="also write a self-contained HTML page to this file")
     p.add_argument("--top-k", type=int, default=5, help="words shown per decoder step")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p = sub.add_parser("serve", help="serve the REST API and the web page (API docs at /docs)")
+    p = sub.add_parser("serve", help="serve the REST API and the web page (OpenAPI schema at /openapi.json)",
+                       epilog="Set RNNMT_API_KEY to require header X-API-Key on every API request.")
     p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                   help="another Host name clients may use, repeatable ('*.example.org' for subdomains, '*' for any);"
+                        " localhost, 127.0.0.1, ::1 and --host are always allowed")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages from this origin call the API, repeatable (such as https://example.org)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     return top
 

@@ -12,6 +12,7 @@ Every file is written atomically: to a temporary file beside it, then renamed ov
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -20,32 +21,65 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 
 from rnnmt.config import Config, ConfigError, config_to_yaml, load_config
 from rnnmt.vocabulary import SentencePieceTokenizer, Tokenizer, WordTokenizer, load_tokenizers
 
 FORMAT_VERSION = 2  # 2: the attentional output is W_c [s_t; ctx_t] + b_c; format 1 had a tanh around it
 CONFIG, WEIGHTS, METADATA, CHECKPOINTS = "config.yaml", "weights.safetensors", "metadata.json", "checkpoints"
-LAST = f"{CHECKPOINTS}/last.pt"
+LAST, LOCK = f"{CHECKPOINTS}/last.pt", ".lock"
+PARTS = {CONFIG, WEIGHTS, METADATA, CHECKPOINTS, LOCK, "train.log", "loss.png", "eval",
+         *(f"{side}{kind.suffix}" for side in ("src", "tgt") for kind in (SentencePieceTokenizer, WordTokenizer))}
+
+Weights = dict[str, np.ndarray]  # parameter name -> array, as weights.safetensors holds them
+
+
+def file_mode() -> int:
+    """The mode an ordinary new file gets under the process's umask (mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 class ModelFolderError(FileNotFoundError):
-    """A model folder is missing, or lacks one of its parts."""
+    """A model folder is missing, lacks one of its parts, or holds a part that cannot be read."""
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place."""
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place, durably.
+
+    The file and then its folder are synced to disk before and after the rename, so a crash leaves the old
+    file or the new one, never a torn one. A full disk is named in one line, with the folder.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+        sync_folder(path.parent)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise ModelFolderError(f"{path.parent}: no space left on the device while writing {path.name}") from err
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -70,22 +104,23 @@ def save_config(folder: Path, config: Config) -> None:
     write_bytes(folder / CONFIG, config_to_yaml(config).encode("utf-8"))
 
 
-def weight_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict as safetensors stores it: on the CPU, and tied weights written once under each name."""
-    tensors, seen = {}, set()
+def weight_arrays(model: Any) -> Weights:
+    """A torch model's state dict as safetensors stores it: CPU arrays, tied weights written under each name."""
+    arrays, seen = {}, set()
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
-        tensors[name] = tensor.clone() if tensor.data_ptr() in seen else tensor  # safetensors refuses shared memory
+        arrays[name] = tensor.numpy().copy() if tensor.data_ptr() in seen else tensor.numpy()  # no shared memory
         seen.add(tensor.data_ptr())
-    return tensors
+    return arrays
 
 
-def write_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "rnnmt"}))
+def write_weights(path: Path, weights: Weights) -> None:
+    atomic_write(path, lambda tmp: save_file(weights, str(tmp), metadata={"format": "rnnmt"}))
 
 
-def save_weights(folder: Path, model: torch.nn.Module) -> None:
-    write_weights(folder / WEIGHTS, weight_tensors(model))
+def save_weights(folder: Path, model: Any) -> None:
+    """The torch model's weights as the folder's weights.safetensors."""
+    write_weights(folder / WEIGHTS, weight_arrays(model))
 
 
 def kept_weights(folder: Path) -> list[Path]:
@@ -93,9 +128,9 @@ def kept_weights(folder: Path) -> list[Path]:
     return sorted((folder / CHECKPOINTS).glob("step-*.safetensors"), key=lambda p: int(p.stem.split("-")[1]))
 
 
-def keep_weights(folder: Path, model: torch.nn.Module, step: int, keep: int) -> None:
+def keep_weights(folder: Path, model: Any, step: int, keep: int) -> None:
     """Keep this validation's weights as ``checkpoints/step-N.safetensors``, and only the last ``keep`` of them."""
-    write_weights(folder / CHECKPOINTS / f"step-{step}.safetensors", weight_tensors(model))
+    write_weights(folder / CHECKPOINTS / f"step-{step}.safetensors", weight_arrays(model))
     for old in kept_weights(folder)[:-keep]:
         old.unlink()
 
@@ -112,7 +147,7 @@ class ModelFolder:
     config: Config
     src: Tokenizer
     tgt: Tokenizer
-    weights: dict[str, torch.Tensor]
+    weights: Weights
     metadata: dict[str, Any]
 
 
@@ -124,7 +159,10 @@ def require(folder: Path, name: str) -> Path:
 
 
 def read_model_folder(path: str | Path) -> ModelFolder:
-    """Read every part of a model folder, naming the first part that is missing or unreadable."""
+    """Read every part of a model folder, naming the first part that is missing or unreadable.
+
+    It needs NumPy, safetensors, PyYAML and SentencePiece, never torch: both engines read folders through it.
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise ModelFolderError(f"{folder}: no such model folder")
@@ -133,7 +171,7 @@ def read_model_folder(path: str | Path) -> ModelFolder:
         config = load_config(config_path)
     except ConfigError as err:
         raise ModelFolderError(f"{folder}: {err}") from err
-    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    metadata = read_metadata(meta_path)
     version = metadata.get("format_version", 0)
     if version > FORMAT_VERSION:
         raise ModelFolderError(f"{folder}: format {version} is newer than this rnnmt reads")
@@ -144,22 +182,55 @@ def read_model_folder(path: str | Path) -> ModelFolder:
         src, tgt = load_tokenizers(folder)
     except FileNotFoundError as err:
         raise ModelFolderError(str(err)) from err
-    return ModelFolder(folder, config, src, tgt, load_file(str(weights_path)), metadata)
+    except (RuntimeError, UnicodeDecodeError, ValueError) as err:  # SentencePiece's parse error is a RuntimeError
+        raise ModelFolderError(f"{folder}: a tokenizer is not readable ({first_line(err)})") from err
+    return ModelFolder(folder, config, src, tgt, read_weights(weights_path), metadata)
 
 
-def read_history(path: str | Path) -> list[dict[str, Any]]:
-    """The losses and validations a run logged, from its last checkpoint."""
-    return torch.load(Path(path) / LAST, weights_only=True)["progress"]["history"]
+def read_metadata(path: Path) -> dict[str, Any]:
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFolderError(f"{path}: not valid JSON ({first_line(err)})") from err
+    if not isinstance(metadata, dict):
+        raise ModelFolderError(f"{path}: expected a JSON object, found {type(metadata).__name__}")
+    return metadata
 
 
-def mean_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
+def read_weights(path: Path) -> Weights:
+    """The arrays of a safetensors file, or an error that says the file is not one."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFolderError(f"{path}: not a readable safetensors file ({first_line(err)});"
+                               " it may be truncated: copy or train it again") from err
+
+
+def first_line(err: Exception) -> str:
+    return str(err).strip().partition("\n")[0] or type(err).__name__
+
+
+def check_weights(folder: Path, expected: dict[str, tuple[int, ...]], weights: Weights) -> None:
+    """Refuse weights that do not fit the model config.yaml describes, naming the first tensor that differs."""
+    for name, shape in expected.items():
+        if name not in weights:
+            raise ModelFolderError(f"{folder}: {WEIGHTS} lacks {name}, which {CONFIG}'s model needs")
+        if tuple(weights[name].shape) != shape:
+            raise ModelFolderError(f"{folder}: {WEIGHTS} has {name} of shape {tuple(weights[name].shape)}, but"
+                                   f" {CONFIG}'s model needs {shape}")
+    extra = sorted(set(weights) - set(expected))
+    if extra:
+        raise ModelFolderError(f"{folder}: {WEIGHTS} has {extra[0]}, which {CONFIG}'s model does not have")
+
+
+def mean_weights(paths: list[Path]) -> Weights:
     """The element-wise mean of weight files of one model, summed in float64."""
-    total: dict[str, torch.Tensor] = {}
+    total: dict[str, np.ndarray] = {}
     for path in paths:
-        for name, tensor in load_file(str(path)).items():
-            total[name] = total[name] + tensor.double() if name in total else tensor.double()
-    dtypes = {name: tensor.dtype for name, tensor in load_file(str(paths[0])).items()}
-    return {name: (tensor / len(paths)).to(dtypes[name]) for name, tensor in total.items()}
+        for name, array in read_weights(path).items():
+            total[name] = total[name] + array.astype(np.float64) if name in total else array.astype(np.float64)
+    dtypes = {name: array.dtype for name, array in read_weights(paths[0]).items()}
+    return {name: (array / len(paths)).astype(dtypes[name]) for name, array in total.items()}
 
 
 def average_checkpoints(path: str | Path, last: int, out: str | Path) -> dict[str, Any]:
@@ -168,13 +239,15 @@ def average_checkpoints(path: str | Path, last: int, out: str | Path) -> dict[st
     Averaging the last checkpoints of a run smooths out the noise of its last updates (Junczys-Dowmunt et
     al., 2016; Vaswani et al., 2017). The run must have kept them: ``train.keep_checkpoints``.
     """
+    if last < 1:
+        raise ModelFolderError(f"average the last 1 or more checkpoints, not {last}")
     folder, out = read_model_folder(path), Path(out)
     kept = kept_weights(folder.path)
     if len(kept) < last:
         raise ModelFolderError(f"{folder.path}: {len(kept)} kept checkpoints, fewer than the {last} asked for;"
                                " train with --train.keep_checkpoints N to keep them")
-    if out.resolve() == folder.path.resolve():
-        raise ModelFolderError(f"{out}: write the average into a new folder, not over the model it comes from")
+    if out.exists() and any(out.iterdir()):
+        raise ModelFolderError(f"{out}: not empty; write the average into a new folder")
     picked = kept[-last:]
     save_config(out, folder.config)
     save_tokenizers(out, folder.src, folder.tgt)

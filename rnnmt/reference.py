@@ -3,8 +3,8 @@
     >>> from rnnmt.reference import ReferenceTranslator
     >>> ReferenceTranslator.load("models/default").translate("How are you?")
 
-It reads the same model folder as ``Translator`` (config.yaml, the tokenizers, weights.safetensors) with NumPy,
-PyYAML, safetensors and SentencePiece alone: importing it never imports torch. It computes in float64, one
+It reads the same model folder as ``Translator``, through the same reader (``model_folder.read_model_folder``),
+with NumPy, PyYAML, safetensors and SentencePiece alone: importing it never imports torch. It computes in float64, one
 sentence at a time, with every loop over time written out.
 
 Supported: the seed's ``rnn`` cell and the ``gru``; any number of layers; a bidirectional encoder and its bridge;
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file
 
-from rnnmt.config import Config, ModelConfig, load_config, output_limit
+from rnnmt.config import Config, ModelConfig, output_limit
 from rnnmt.data import normalize_english, normalize_hindi
-from rnnmt.vocabulary import BOS, EOS, Tokenizer, encode_source, fill_unknown, load_tokenizers
+from rnnmt.model_folder import read_model_folder
+from rnnmt.vocabulary import BOS, EOS, Tokenizer, encode_source, fill_unknown
 
 Params = dict[str, np.ndarray]  # torch's parameter names -> float64 arrays
 
@@ -298,14 +298,6 @@ def loss_and_gradients(model: ReferenceModel, src: list[int], tgt: list[int]) ->
     return float(-np.log(ys[steps, targets]).sum()), grads
 
 
-def folder_part(folder: Path, *names: str) -> Path:
-    """The first of ``names`` present in the model folder, or an error that names what is missing."""
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"{folder}: missing {' or '.join(names)}; is it a model folder written by rnnmt train?")
-
-
 class ReferenceTranslator:
     """A model folder translated by the NumPy reference with greedy search: NumPy and SentencePiece, no torch."""
 
@@ -314,12 +306,9 @@ class ReferenceTranslator:
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceTranslator:
-        """Read config.yaml, the tokenizers and weights.safetensors of a model folder."""
-        folder = Path(path)
-        config = load_config(folder_part(folder, "config.yaml"))
-        src, tgt = load_tokenizers(folder)
-        weights = load_file(str(folder_part(folder, "weights.safetensors")))
-        return cls(ReferenceModel(config.model, weights), config, src, tgt)
+        """Read a model folder as ``Translator.load`` does, through the same reader."""
+        folder = read_model_folder(path)
+        return cls(ReferenceModel(folder.config.model, folder.weights), folder.config, folder.src, folder.tgt)
 
     def translate(self, text: str) -> str:
         """Hindi for one English text, as ``Translator.translate(text, beam_size=1)`` gives it."""

@@ -24,9 +24,9 @@ import yaml
 from rnnmt.config import Config, ConfigError, CorpusConfig, build, config_from_dict, set_dotted
 from rnnmt.data import load_pairs, normalize_hindi, read_corpus
 from rnnmt.metrics import corpus_scores
-from rnnmt.model_folder import read_history, write_bytes, write_json
+from rnnmt.model_folder import write_bytes, write_json
 from rnnmt.plotting import plot_attention, plot_curves, plot_scores_by_length
-from rnnmt.training import train
+from rnnmt.training import read_history, train
 from rnnmt.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,21 @@ STUDIES = Path(__file__).parent / "studies"
 
 
 @dataclass
+class Budget:
+    """What every row of a study trains for: minutes (the same wall clock) or steps (immune to a busy machine)."""
+
+    minutes: float = 0.0
+    steps: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.minutes > 0) == (self.steps > 0):
+            raise ConfigError(f"give a study a budget of minutes or of steps, one of them (got {self})")
+
+    def describe(self) -> str:
+        return f"{self.minutes:g} minutes" if self.minutes else f"{self.steps:,} steps"
+
+
+@dataclass
 class Row:
     """One row of the recipe study: the base config with some fields set, corpora added or reweighted."""
 
@@ -182,7 +197,7 @@ class Row:
     def slug(self) -> str:
         return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
 
-    def apply(self, base: Config, budget_minutes: float) -> Config:
+    def apply(self, base: Config, budget: Budget) -> Config:
         """The row's config: the base changed as the row says, trained for the study's budget."""
         raw = copy.deepcopy(base.to_dict())
         raw["name"] = f"recipe-{self.slug}"
@@ -194,7 +209,7 @@ class Row:
             raw["data"]["train"][labels.index(label)]["weight"] = weight
         for key, value in self.set.items():
             set_dotted(raw, key, value)
-        raw["train"]["max_minutes"] = budget_minutes
+        raw["train"]["max_minutes"], raw["train"]["max_steps"] = budget.minutes, budget.steps
         return config_from_dict(raw, where=f"recipe row {self.name!r}")
 
 
@@ -218,7 +233,7 @@ def load_rows(source: str | Path) -> list[Row]:
     return rows
 
 
-def recipe(base: Config, rows: list[Row], out: Path, budget_minutes: float, beam_size: int = 5,
+def recipe(base: Config, rows: list[Row], out: Path, budget: Budget, beam_size: int = 5,
            only: list[str] | None = None) -> list[dict]:
     """Train and score each row not already done (of ``only``, slugs, if given), rewriting the table after each.
 
@@ -233,9 +248,9 @@ def recipe(base: Config, rows: list[Row], out: Path, budget_minutes: float, beam
         result_file = out / "rows" / f"{row.slug}.json"
         if result_file.exists():
             continue
-        config = row.apply(base, budget_minutes)
+        config = row.apply(base, budget)
         folder = out / row.slug
-        log.info("recipe study: row %r, %.1f minutes into %s", row.name, budget_minutes, folder)
+        log.info("recipe study: row %r, %s into %s", row.name, budget.describe(), folder)
         metadata = train(config, folder, resume=True)
         write_json(result_file, score_row(row, config, folder, metadata, beam_size))
         write_recipe_report(out, [r.slug for r in rows])

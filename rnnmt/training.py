@@ -7,15 +7,18 @@ up from the last checkpoint with the optimizer, the scheduler, the step and the 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import math
 import os
 import random
+import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -26,13 +29,17 @@ from tqdm import tqdm
 
 from rnnmt import __version__
 from rnnmt.batching import Batch, Epochs, Example, bucket_batches, collate, encode_pairs
-from rnnmt.config import Config, TrainConfig
+from rnnmt.config import Config, TrainConfig, load_config
 from rnnmt.data import Pair, load_corpora, load_pairs
 from rnnmt.distributed import join
 from rnnmt.metrics import corpus_scores
 from rnnmt.model import Seq2Seq, build_model
 from rnnmt.model_folder import (
+    CONFIG,
     LAST,
+    LOCK,
+    PARTS,
+    WEIGHTS,
     atomic_write,
     keep_weights,
     save_config,
@@ -148,26 +155,30 @@ class Trainer:
     def __init__(self, config: Config, folder: str | Path, resume: bool = False, overwrite: bool = False):
         self.config, self.folder = config, Path(folder)
         self.checkpoint = self.folder / LAST
-        if self.checkpoint.exists() and not (resume or overwrite):
-            raise TrainingError(f"{self.folder} already holds a training run; pass --resume to continue it"
-                                " or --overwrite to start again")
-        self.resuming = resume and self.checkpoint.exists()
-        if resume and not self.resuming:
-            log.info("%s holds no checkpoint to resume: starting a new run", self.folder)
         t = config.train
         device = pick_device(t.device)
         self.world = join(device)  # one rank, unless launched by torchrun
         self.device = self.world.place(device)
+        self.lock = lock_folder(self.folder) if self.world.leader else None  # until run() ends
+        try:
+            self.set_up(resume, overwrite)
+        except BaseException:
+            self.release()
+            raise
+
+    def set_up(self, resume: bool, overwrite: bool) -> None:
+        """Claim the folder, read the data, build the model and optimiser, and restore a run to resume."""
+        config, t = self.config, self.config.train
         seed_everything(t.seed + self.world.rank)  # DDP copies rank 0's initial weights to the others
         if t.threads:
             torch.set_num_threads(t.threads)
         self.amp = autocast_dtype(t.amp, self.device)
         if self.amp is not None and self.device.type == "cpu":  # before oneDNN's first use, which reads it
             os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for stale in self.folder.rglob(".*.tmp") if self.world.leader else ():  # half-written by a killed run
-            stale.unlink()
-        self.src, self.tgt, self.epochs, self.dev = self.prepare_data()
+        corpora = load_corpora(config.data.train, config.data)  # a data error stops us before the folder is touched
+        self.resuming = self.world.from_leader(float(claim_folder(self.folder, config, resume, overwrite)
+                                                     if self.world.leader else 0.0)) > 0
+        self.src, self.tgt, self.epochs, self.dev = self.prepare_data(corpora)
         self.model = build_model(config.model, self.src.size, self.tgt.size).to(self.device)
         self.replica = self.model  # what the training step runs: the model itself, or DDP around it
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
@@ -192,10 +203,10 @@ class Trainer:
         """The weights that are validated and kept: the moving average when there is one, else the model's."""
         return self.ema.module if self.ema is not None else self.model
 
-    def prepare_data(self) -> tuple[Tokenizer, Tokenizer, Epochs, list[DevSet]]:
-        """Read and clean the corpora; learn (or, on resume, reload) the vocabularies from the first epoch's mix."""
+    def prepare_data(self, corpora: list[list[Pair]]) -> tuple[Tokenizer, Tokenizer, Epochs, list[DevSet]]:
+        """Learn (or, on resume, reload) the vocabularies from the first epoch's mix; encode the dev sets."""
         d, v, s = self.config.data, self.config.vocab, self.config.search
-        epochs = Epochs(load_corpora(d.train, d), [c.weight for c in d.train], self.config.train.seed)
+        epochs = Epochs(corpora, [c.weight for c in d.train], self.config.train.seed)
         if not self.resuming and self.world.leader:
             first = epochs.pairs(0)
             src, tgt = train_tokenizers([en for en, _ in first], [hi for _, hi in first], v.kind, v.joint,
@@ -273,6 +284,13 @@ class Trainer:
             package_log.removeHandler(log_file)
             log_file.close()
             self.world.leave()
+            self.release()
+
+    def release(self) -> None:
+        """Free the folder for the next run."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     def loop(self) -> dict[str, Any]:
         """Train until the epoch, step or time budget runs out or dev chrF++ stops improving."""
@@ -379,6 +397,62 @@ class Trainer:
         log.info("done: %d steps in %.1f min; best dev %s", p.step, p.seconds / 60,
                  {k: round(v, 2) for k, v in p.best.items() if k.startswith("dev_") and isinstance(v, float)})
         return metadata
+
+
+def lock_folder(folder: Path) -> IO[str]:
+    """Hold the folder's lock file for as long as this process lives: one training run per folder at a time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 (kept open: closing would free the lock)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise TrainingError(f"{folder} is in use: {holder} is training into it; wait for it to end, or train"
+                            " into another folder") from None
+    handle.truncate(0)
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    return handle
+
+
+def claim_folder(folder: Path, config: Config, resume: bool, overwrite: bool) -> bool:
+    """Make ``folder`` ready for a run and say whether it holds one to resume; refuse to clobber anything.
+
+    A folder of files rnnmt did not write is refused even with --overwrite. A run resumes only with the data,
+    vocab and model it was started with. --overwrite removes the old model's parts before a new one writes
+    any, so the folder never holds a mix of the two.
+    """
+    entries = [entry for entry in folder.iterdir() if entry.name != LOCK]
+    foreign = sorted(e.name for e in entries if e.name not in PARTS and not e.name.endswith(".tmp"))
+    if foreign:
+        raise TrainingError(f"{folder} holds files rnnmt did not write ({', '.join(foreign[:3])}); train into an"
+                            " empty or new folder")
+    if resume and (folder / LAST).exists():
+        saved = load_config(folder / CONFIG)
+        changed = [name for name in ("data", "vocab", "model") if getattr(saved, name) != getattr(config, name)]
+        if changed:
+            raise TrainingError(f"{folder}: its run has another {changed[0]} section in {CONFIG}; resume it with"
+                                " the config it started with, or pass --overwrite to start again")
+        for stale in folder.rglob(".*.tmp"):  # half-written by a killed run
+            stale.unlink()
+        return True
+    started = (folder / LAST).exists() or (folder / WEIGHTS).exists()
+    if started and not overwrite:
+        what = "a training run" if (folder / LAST).exists() else "a trained model"
+        raise TrainingError(f"{folder} already holds {what}; pass --resume to continue it or --overwrite to"
+                            " start again")
+    if entries:
+        log.info("%s: removing %s", folder, "the old model" if started else "a run killed before its first checkpoint")
+    for entry in entries:
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    return False
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    """The losses and validations a run logged, from its last checkpoint."""
+    return torch.load(Path(path) / LAST, weights_only=True)["progress"]["history"]
 
 
 def score_dev(translator: Translator, dev: DevSet, train: TrainConfig) -> dict[str, float]:

@@ -19,7 +19,7 @@ from rnnmt.batching import collate, pad
 from rnnmt.config import Config
 from rnnmt.data import normalize_english, normalize_hindi
 from rnnmt.model import Seq2Seq, quantize
-from rnnmt.model_folder import read_model_folder
+from rnnmt.model_folder import check_weights, read_model_folder
 from rnnmt.search import Hypothesis, beam_search, greedy_loop, greedy_search
 from rnnmt.vocabulary import PAD, UNK, Tokenizer, encode_source, fill_unknown
 
@@ -65,7 +65,8 @@ class Translator:
         """Load a model folder written by ``rnnmt train``; ``precision`` defaults to its ``search.precision``."""
         folder = read_model_folder(path)
         model = Seq2Seq(folder.config.model, folder.src.size, folder.tgt.size)
-        model.load_state_dict(folder.weights)
+        check_weights(folder.path, {name: tuple(t.shape) for name, t in model.state_dict().items()}, folder.weights)
+        model.load_state_dict({name: torch.from_numpy(array) for name, array in folder.weights.items()})
         return cls(model, folder.config, folder.src, folder.tgt, folder.metadata, pick_device(device),
                    precision or folder.config.search.precision)
 

@@ -14,6 +14,8 @@ import yaml
 
 from conftest import tiny_config
 from rnnmt.__main__ import main
+from rnnmt.training import lock_folder
+from rnnmt.translator import Translator
 
 RNNMT = [sys.executable, "-m", "rnnmt"]
 
@@ -108,6 +110,7 @@ def test_training_resumes_after_kill_9(tmp_path):
     process.wait()
     killed_at = step_of(checkpoint)
     assert killed_at >= 50
+    assert Translator.load(folder).translate("Hello."), "a killed run's folder translates with its best weights"
     resumed = run("train", str(config), "--model-dir", str(folder), "--resume",
                   "--train.max_steps", str(killed_at + 25))
     assert resumed.returncode == 0, resumed.stderr
@@ -135,3 +138,22 @@ def test_average_writes_a_model_folder_of_the_mean(tmp_path, capsys):
     assert main(["translate", "-m", str(tmp_path / "avg"), "Hello."]) == 0
     assert main(["average", "-m", str(tmp_path / "run"), "--last", "3", "--out", str(tmp_path / "x")]) == 2
     assert "fewer than the 3 asked for" in capsys.readouterr().err
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(train={"max_steps": 5, "valid_every": 5})), encoding="utf-8")
+    held = lock_folder(tmp_path / "m")  # as a running `rnnmt train` holds it
+    try:
+        second = run("train", str(config), "--model-dir", str(tmp_path / "m"))
+    finally:
+        held.close()
+    assert second.returncode == 2
+    assert f"{tmp_path / 'm'} is in use: process {os.getpid()} on" in second.stderr
+    assert [p.name for p in (tmp_path / "m").iterdir()] == [".lock"]  # the refused run wrote nothing
+    assert run("train", str(config), "--model-dir", str(tmp_path / "m")).returncode == 0  # free again
+
+
+def test_serve_settings_errors_are_one_line(tiny_model, capsys):
+    assert main(["serve", "-m", str(tiny_model), "--cors-origin", "https://example.org/"]) == 2
+    assert "rnnmt serve: error: ServeSettings.cors_origins: 'https://example.org/' is not" in capsys.readouterr().err

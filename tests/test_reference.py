@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from conftest import tiny_config
 from rnnmt.config import CorpusConfig, ModelConfig, config_from_dict
 from rnnmt.data import read_corpus
 from rnnmt.model import build_model
-from rnnmt.model_folder import save_config, save_metadata, save_tokenizers, save_weights
+from rnnmt.model_folder import ModelFolderError, save_config, save_metadata, save_tokenizers, save_weights
 from rnnmt.reference import (
     ReferenceModel,
     ReferenceTranslator,
@@ -33,6 +35,7 @@ MODELS = {  # name: model settings
     "gru_bahdanau_deep": {"cell": "gru", "attention": "bahdanau", "encoder_layers": 2, "decoder_layers": 2},
     "rnn_bidirectional_bridge": {"cell": "rnn", "attention": "luong_general", "bidirectional": True,
                                  "encoder_layers": 2, "h0": "learned"},
+    "gru_tied_projected": {"cell": "gru", "attention": "luong_general", "tie_embeddings": True},  # emb 32, hidden 64
 }
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -183,3 +186,12 @@ def test_cli_numpy_engine_refuses_beam_search(folders, capsys):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing config.yaml"):
         ReferenceTranslator.load(tmp_path)
+
+
+def test_both_engines_refuse_what_the_folder_reader_refuses(tiny_model, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model, old)
+    metadata = json.loads((old / "metadata.json").read_text(encoding="utf-8"))
+    (old / "metadata.json").write_text(json.dumps({**metadata, "format_version": 1}), encoding="utf-8")
+    with pytest.raises(ModelFolderError, match="format 1 with attention"):
+        ReferenceTranslator.load(old)

@@ -6,8 +6,7 @@ from conftest import tiny_config
 from rnnmt.config import config_from_dict
 from rnnmt.data import read_lines
 from rnnmt.metrics import corpus_scores
-from rnnmt.model_folder import read_history
-from rnnmt.training import train
+from rnnmt.training import read_history, train
 from rnnmt.translator import Translator
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]

@@ -7,7 +7,7 @@ import yaml
 
 from conftest import tiny_config
 from rnnmt.config import ConfigError, CorpusConfig, config_from_dict
-from rnnmt.study import Row, bottleneck, bucket_of, copy_task, hold_out, load_rows, recipe, scores_by_length
+from rnnmt.study import Budget, Row, bottleneck, bucket_of, copy_task, hold_out, load_rows, recipe, scores_by_length
 from rnnmt.training import train
 from rnnmt.translator import Translator
 
@@ -81,7 +81,7 @@ def test_hold_out_splits_the_training_data_without_overlap(tmp_path):
 def test_recipe_trains_each_row_once_and_tables_them_all(tmp_path):
     rows = tmp_path / "rows.yaml"
     rows.write_text(yaml.safe_dump({
-        "set": {"train.max_steps": 10, "train.valid_every": 5,
+        "set": {"train.valid_every": 5,
                 "data.dev": [{"bundled": "dev", "limit": 12, "name": "a"}, {"bundled": "test", "limit": 12}]},
         "rows": [{"name": "baseline", "what": "as it is"},
                  {"name": "Tied, 2 layers", "set": {"model.tie_embeddings": True, "model.decoder_layers": 2}},
@@ -89,28 +89,32 @@ def test_recipe_trains_each_row_once_and_tables_them_all(tmp_path):
     base = config_from_dict(tiny_config())
     loaded = load_rows(rows)
     assert [r.slug for r in loaded] == ["baseline", "tied-2-layers", "half"]
-    assert loaded[1].apply(base, 3.0).model.decoder_layers == 2 and loaded[1].apply(base, 3.0).train.max_minutes == 3
-    assert loaded[2].apply(base, 3.0).data.train[0].weight == 0.5 and base.data.train[0].weight == 1.0
-    results = recipe(base, loaded, tmp_path / "out", budget_minutes=1.0, only=["baseline", "half"])
+    tied = loaded[1].apply(base, Budget(minutes=3.0))
+    assert tied.model.decoder_layers == 2 and tied.train.max_minutes == 3 and tied.train.max_steps == 0
+    assert loaded[2].apply(base, Budget(steps=7)).data.train[0].weight == 0.5 and base.data.train[0].weight == 1.0
+    assert loaded[2].apply(base, Budget(steps=7)).train.max_steps == 7
+    with pytest.raises(ConfigError, match="minutes or of steps, one of them"):
+        Budget(minutes=1.0, steps=5)
+    results = recipe(base, loaded, tmp_path / "out", budget=Budget(steps=10), only=["baseline", "half"])
     assert [r["name"] for r in results] == ["baseline", "half"]
     assert results[1]["pairs"] == 200 and results[0]["steps"] == 10 and set(results[0]["curve"]) == {"5", "10"}
     assert set(results[0]["scores"]) == {"a", "bundled-test"} and set(results[0]["scores"]["a"]) == {"greedy", "beam5"}
     done = (tmp_path / "out" / "rows" / "baseline.json").stat().st_mtime_ns
-    results = recipe(base, loaded, tmp_path / "out", budget_minutes=1.0)  # trains only the row not done
+    results = recipe(base, loaded, tmp_path / "out", budget=Budget(steps=10))  # trains only the row not done
     assert (tmp_path / "out" / "rows" / "baseline.json").stat().st_mtime_ns == done
     table = (tmp_path / "out" / "recipe.md").read_text(encoding="utf-8").splitlines()
     assert table[0].startswith("| row | steps | chrF++ @10 | mean chrF++ beam5 | a chrF++ greedy / beam5 |")
     assert [line.split(" | ")[0] for line in table[2:5]] == ["| baseline", "| Tied, 2 layers", "| half"]
     assert (tmp_path / "out" / "recipe.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConfigError, match="no row has the slug nope"):
-        recipe(base, loaded, tmp_path / "out", budget_minutes=1.0, only=["nope"])
+        recipe(base, loaded, tmp_path / "out", budget=Budget(steps=10), only=["nope"])
 
 
 def test_recipe_rows_name_an_unknown_corpus_or_field(tmp_path):
     base = config_from_dict(tiny_config())
     with pytest.raises(ConfigError, match="no training corpus is called 'bible'"):
-        Row("w", weights={"bible": 0.5}).apply(base, 1.0)
+        Row("w", weights={"bible": 0.5}).apply(base, Budget(steps=1))
     with pytest.raises(ConfigError, match="unknown key 'model.tied'"):
-        Row("w", set={"model.tied": True}).apply(base, 1.0)
+        Row("w", set={"model.tied": True}).apply(base, Budget(steps=1))
     for name in ("data", "levers"):  # the bundled rows files load
         assert load_rows(name)

@@ -15,8 +15,8 @@ from rnnmt import training
 from rnnmt.batching import collate
 from rnnmt.config import CorpusConfig, config_from_dict
 from rnnmt.data import read_corpus
-from rnnmt.model_folder import WEIGHTS, ModelFolderError, average_checkpoints, kept_weights, read_history
-from rnnmt.training import Trainer, TrainingError, autocast_dtype, ema_update, sequence_loss, train
+from rnnmt.model_folder import WEIGHTS, ModelFolderError, average_checkpoints, kept_weights
+from rnnmt.training import Trainer, TrainingError, autocast_dtype, ema_update, read_history, sequence_loss, train
 from rnnmt.translator import Translator
 from rnnmt.vocabulary import PAD
 
