@@ -11,12 +11,22 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rnnmt.config import ConfigError, bundled_names, load_config
-from rnnmt.data import DataError, normalize_hindi, read_lines
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from rnnmt.config import bundled_names, load_config
+from rnnmt.data import normalize_hindi, read_lines
+from rnnmt.errors import USER_ERRORS, ConfigError, DataError
 from rnnmt.metrics import corpus_scores
-from rnnmt.reference import ReferenceTranslator, UnsupportedModel
+from rnnmt.reference import ReferenceTranslator
+
+if TYPE_CHECKING:
+    from rnnmt.translator import Translation, Translator
 
 log = logging.getLogger("rnnmt")
 
@@ -44,36 +54,94 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    if args.engine == "numpy":
-        return translate_numpy(args)
+    """Translate the arguments or stdin line for line; a line that is not UTF-8 gets an empty line, then an error."""
+    bad: list[int] = []
+    what = "argument" if args.text else "stdin line"
+    sources = decoded((os.fsencode(text) for text in args.text) if args.text else stdin_lines(), bad, what)
+    outputs = translate_numpy(args, sources) if args.engine == "numpy" else translate_torch(args, sources)
+    shown = sys.stderr.isatty() and not sys.stdout.isatty()  # a bar between output lines would garble both
+    with logging_redirect_tqdm():
+        for output in tqdm(outputs, unit=" lines", file=sys.stderr, disable=not shown, dynamic_ncols=True):
+            print(output, flush=not args.text)
+    if bad:
+        raise invalid_utf8(bad, what)
+
+
+def stdin_lines() -> Iterator[bytes]:
+    """Stdin's lines as bytes, without their line ends, read as they come."""
+    return (line.removesuffix(b"\n").removesuffix(b"\r") for line in sys.stdin.buffer)
+
+
+def decode(line: bytes, what: str) -> str:
+    """``line`` decoded from UTF-8, or a DataError that names it (``what``) and its first bad byte."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{what} is not valid UTF-8 (byte {err.start + 1} is 0x{line[err.start]:02x})") from None
+
+
+def decoded(lines: Iterable[bytes], bad: list[int], what: str) -> Iterator[str]:
+    """Each line decoded from UTF-8; one that is not is logged, numbered in ``bad`` and read as an empty line."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            text = decode(line, f"{what} {number}")
+        except DataError as err:
+            log.warning("%s: its output line is left empty", err)
+            bad.append(number)
+            text = ""
+        yield text
+
+
+def invalid_utf8(bad: list[int], what: str) -> DataError:
+    """The error that names the input lines that were not UTF-8 (the first ten of them)."""
+    numbers = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    if len(bad) == 1:
+        return DataError(f"{what} {numbers} is not valid UTF-8; its output line is empty")
+    return DataError(f"{what}s {numbers} are not valid UTF-8; their output lines are empty")
+
+
+def translate_torch(args: argparse.Namespace, sources: Iterable[str]) -> Iterator[str]:
+    """The translations of ``sources`` in order, or with ``--n-best`` a block of scored alternatives for each."""
     from rnnmt.translator import Translator
 
     translator = Translator.load(args.model, args.device, args.precision)
     if args.batch_size:
         translator.config.search.batch_size = args.batch_size
-    if args.n_best > 1:
-        for result in translator.translate_full(args.text or read_stdin(), max(args.beam_size or 1, args.n_best),
-                                                args.n_best):
-            for text, score in result.n_best:
-                print(f"{score:.4f}\t{text}")
-            print()
-        return
-    lines = args.text or (line.rstrip("\n") for line in sys.stdin)
-    for translation in translator.translate_stream(lines, args.beam_size):
-        print(translation, flush=not args.text)
+    if args.n_best == 1:
+        checked_search(translator, args.beam_size, None)
+        return translator.translate_stream(sources, args.beam_size)
+    beam_size = args.beam_size or max(translator.config.search.beam_size, args.n_best)
+    checked_search(translator, beam_size, args.n_best)
+    return (n_best_block(result) for chunk in chunks(sources, 1024)
+            for result in translator.translate_full(chunk, beam_size, args.n_best))
 
 
-def translate_numpy(args: argparse.Namespace) -> None:
+def checked_search(translator: Translator, beam_size: int | None, n_best: int | None) -> None:
+    """Refuse, as a one-line error, a beam or n-best the model cannot search with (a beam over its vocabulary)."""
+    try:
+        translator.search_settings(beam_size, n_best)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """``items`` in lists of ``size``, the last one shorter."""
+    items = iter(items)
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def n_best_block(result: Translation) -> str:
+    """One line ``score<TAB>text`` per alternative, best first, and an empty line after them."""
+    return "".join(f"{score:.4f}\t{text}\n" for text, score in result.n_best)
+
+
+def translate_numpy(args: argparse.Namespace, sources: Iterable[str]) -> Iterator[str]:
     """Greedy translation by the NumPy reference engine; nothing on this path imports torch."""
     if (args.beam_size or 1) > 1 or args.n_best > 1:
         raise ConfigError("--engine numpy searches greedily only: drop --beam-size and --n-best")
     engine = ReferenceTranslator.load(args.model)
-    for line in args.text or (line.rstrip("\n") for line in sys.stdin):
-        print(engine.translate(line), flush=not args.text)
-
-
-def read_stdin() -> list[str]:
-    return [line.rstrip("\n") for line in sys.stdin]
+    return (engine.translate(line) for line in sources)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -81,6 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from rnnmt.translator import Translator
 
     translator = Translator.load(args.model, args.device, args.precision)
+    checked_search(translator, args.beam_size, None)
     sources = read_lines(args.src)
     references = [[normalize_hindi(line, indic=False) for line in read_lines(path)] for path in args.ref]
     for path, stream in zip(args.ref, references, strict=True):
@@ -126,9 +195,10 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from rnnmt.explain import explain, render_html, render_text
     from rnnmt.translator import Translator
 
-    if not args.text.strip():
+    text = decode(os.fsencode(args.text), "the sentence")
+    if not text.strip():
         raise DataError("nothing to explain: the sentence is empty")
-    record = explain(Translator.load(args.model, args.device), args.text, args.top_k)
+    record = explain(Translator.load(args.model, args.device), text, args.top_k)
     if args.html:
         Path(args.html).write_text(render_html(record), encoding="utf-8")
     print(json.dumps(record, ensure_ascii=False, indent=2) if args.json else render_text(record))
@@ -154,6 +224,53 @@ def cmd_serve(args: argparse.Namespace) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
+MAX_BEAM = 100  # the largest --beam-size: wider beams cost much and, on NMT, usually score worse
+
+
+def positive_int(text: str, most: int | None = None) -> int:
+    """argparse type: a whole number from 1 (to ``most``), or a usage error that says the allowed range."""
+    allowed = f"from 1 to {most}" if most else "1 or more"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number {allowed}, got {text!r}") from None
+    if value < 1 or (most is not None and value > most):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+    return value
+
+
+def beam_size(text: str) -> int:
+    """argparse type: a beam size from 1 to ``MAX_BEAM``."""
+    return positive_int(text, MAX_BEAM)
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port."""
+    return positive_int(text, 65535)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {value}")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rnnmt", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -168,14 +285,17 @@ def parser() -> argparse.ArgumentParser:
                             ("evaluate", "translate a test set and score it with sacreBLEU")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
-        p.add_argument("--beam-size", type=int, help="1 is greedy search (default: the model's config)")
+        p.add_argument("--beam-size", type=beam_size,
+                       help=f"1 is greedy search, at most {MAX_BEAM} (default: the model's config)")
         p.add_argument("--device", default="auto", help="auto, cpu or cuda")
         p.add_argument("--precision", choices=("fp32", "int8"),
                        help="int8: quantised weights, faster on the CPU (default: the model's search.precision)")
         if name == "translate":
             p.add_argument("text", nargs="*", help="English sentences (default: read lines from stdin)")
-            p.add_argument("--n-best", type=int, default=1, help="print the n best translations with scores")
-            p.add_argument("--batch-size", type=int, help="sentences per batch")
+            p.add_argument("--n-best", type=positive_int, default=1,
+                           help="print the n best translations with scores, at most --beam-size (default beam: the"
+                                " model's, raised to n)")
+            p.add_argument("--batch-size", type=positive_int, help="sentences per batch")
             p.add_argument("--engine", choices=("torch", "numpy"), default="torch",
                            help="numpy: the reference engine, greedy search without torch")
         else:
@@ -185,18 +305,18 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p = sub.add_parser("average", help="average the weights of a run's last kept checkpoints into a new model folder")
     p.add_argument("-m", "--model", required=True, help="a model folder trained with --train.keep_checkpoints N")
-    p.add_argument("--last", type=int, default=5, help="how many of the last kept checkpoints (default: 5)")
+    p.add_argument("--last", type=positive_int, default=5, help="how many of the last kept checkpoints (default: 5)")
     p.add_argument("--out", required=True, help="the new model folder")
     p = sub.add_parser("study", help="measure the model: `bottleneck` trains it without and with attention, `recipe`"
                        " with one change at a time",
                        epilog="Config fields can be overridden as in train: --model.cell rnn")
     p.add_argument("study", choices=("bottleneck", "recipe"), help="which study to run")
     p.add_argument("--data", default="shared", help="the config (data and model) both models share (default: shared)")
-    p.add_argument("--budget-minutes", type=float, default=10.0, help="training minutes for each model")
+    p.add_argument("--budget-minutes", type=positive_float, default=10.0, help="training minutes for each model")
     p.add_argument("--attention", default="luong_general", choices=("bahdanau", "luong_dot", "luong_general"))
-    p.add_argument("--holdout", type=int, default=0,
+    p.add_argument("--holdout", type=count, default=0,
                    help="score on this many pairs held out of the training data (default: the config's dev set)")
-    p.add_argument("--budget-steps", type=int, default=0,
+    p.add_argument("--budget-steps", type=count, default=0,
                    help="recipe: train each row this many steps instead of --budget-minutes")
     p.add_argument("--rows", default="levers", help="recipe: a YAML file of rows, or a bundled one (data, levers)")
     p.add_argument("--only", help="recipe: train only these rows (slugs, comma-separated); the table has all rows done")
@@ -206,13 +326,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="one English sentence")
     p.add_argument("--json", action="store_true", help="print the record as JSON instead of the text view")
     p.add_argument("--html", help="also write a self-contained HTML page to this file")
-    p.add_argument("--top-k", type=int, default=5, help="words shown per decoder step")
+    p.add_argument("--top-k", type=positive_int, default=5, help="words shown per decoder step")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p = sub.add_parser("serve", help="serve the REST API and the web page (OpenAPI schema at /openapi.json)",
                        epilog="Set RNNMT_API_KEY to require header X-API-Key on every API request.")
     p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--port", type=port, default=8000, help="port to listen on")
     p.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
                    help="another Host name clients may use, repeatable ('*.example.org' for subdomains, '*' for any);"
                         " localhost, 127.0.0.1, ::1 and --host are always allowed")
@@ -222,18 +342,12 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """The errors shown as one line, not a traceback; imported only when one is raised, as they pull in torch."""
-    from rnnmt.model_folder import ModelFolderError
-    from rnnmt.training import TrainingError
-
-    return ConfigError, DataError, ModelFolderError, TrainingError, UnsupportedModel, FileNotFoundError
-
-
 def main(argv: list[str] | None = None) -> int:
     args, rest = parser().parse_known_args(argv)
     if args.command not in ("train", "study") and rest:
         parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "translate" and args.beam_size and args.n_best > args.beam_size:
+        parser().error(f"argument --n-best: {args.n_best} cannot exceed --beam-size {args.beam_size}")
     if args.command == "train" and args.seed is not None:
         rest += ["--train.seed", str(args.seed)]
     if args.command == "study":
@@ -254,9 +368,12 @@ def main(argv: list[str] | None = None) -> int:
             cmd_average(args)
         else:
             cmd_evaluate(args)
-    except user_errors() as err:
+    except USER_ERRORS as err:
         print(f"rnnmt {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`rnnmt translate ... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush cannot fail again
+        return 0
     return 0
 
 

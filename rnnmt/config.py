@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,11 +18,10 @@ from typing import Any, Literal
 
 import yaml
 
+from rnnmt.errors import ConfigError
+
 BUNDLED_CONFIGS = Path(__file__).parent / "configs"
 
-
-class ConfigError(ValueError):
-    """A config file or override names an unknown field, a wrong type or a value out of range."""
 
 
 @dataclass
@@ -141,6 +141,7 @@ class TrainConfig:
     threads: int = 0  # torch threads on the CPU; 0 keeps torch's default
     ema_decay: float = 0.0  # validate and keep an exponential moving average of the weights (0: off)
     keep_checkpoints: int = 0  # keep the weights of this many last validations in checkpoints/ (rnnmt average)
+    tensorboard: bool = False  # write TensorBoard event files to MODEL/tensorboard (needs rnnmt[tensorboard])
 
 
 @dataclass
@@ -188,9 +189,23 @@ def load_config(source: str | Path, overrides: list[str] | None = None) -> Confi
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    for key, value in parse_overrides(overrides or []):
+    pairs = parse_overrides(overrides or [])
+    for key, value in pairs:
         set_dotted(raw, key, value)
-    return config_from_dict(raw, where=str(path))
+    try:
+        return config_from_dict(raw, where=str(path))
+    except ConfigError as err:
+        raise blame_overrides(err, str(path), [key for key, _ in pairs]) from None
+
+
+def blame_overrides(err: ConfigError, where: str, keys: list[str]) -> ConfigError:
+    """``err`` blamed on the overrides whose fields it names, instead of the file ``where``, if it names any."""
+    message = str(err).removeprefix(f"{where}: ")
+    named = [key for key in dict.fromkeys(keys) if re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", message)]
+    if not named:
+        return err
+    return ConfigError(f"{'override' if len(named) == 1 else 'overrides'} {', '.join('--' + k for k in named)}: "
+                       f"{message}")
 
 
 def resolve_config_path(source: str | Path) -> Path:
@@ -231,7 +246,10 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
             i += 2
         else:
             raise ConfigError(f"override {arg} has no value")
-        pairs.append((key, yaml.safe_load(text)))
+        try:
+            pairs.append((key, yaml.safe_load(text)))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override --{key}: {text!r} is not valid YAML: {' '.join(str(err).split())}") from None
     return pairs
 
 
@@ -242,7 +260,7 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {key}: {part} is not a section")
+            raise ConfigError(f"override --{key}: {part} is not a section")
     node[last] = value
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from rnnmt.config import CorpusConfig, DataConfig
+from rnnmt.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,6 @@ BUNDLED_CORPUS = Path(__file__).parent / "corpus"
 
 Pair = tuple[str, str]  # (English, Hindi)
 
-
-class DataError(ValueError):
-    """A corpus file is missing, misaligned or not valid UTF-8."""
 
 
 def read_lines(path: str | Path) -> list[str]:

@@ -18,7 +18,7 @@ from rnnmt.cells import State
 from rnnmt.data import normalize_english
 from rnnmt.decoders import DecoderState, Memory
 from rnnmt.search import Hypothesis, length_limits
-from rnnmt.translator import Translator
+from rnnmt.translator import Translator, check_count, check_text
 from rnnmt.vocabulary import BOS, EOS, encode_source
 
 Record = dict[str, Any]
@@ -44,7 +44,8 @@ def top_layer(state: State) -> Tensor:
 @torch.no_grad()
 def explain(translator: Translator, text: str, top_k: int = 5, first: int = 6) -> Record:
     """The seed's table walked through for ``text`` with greedy search: one JSON-able record."""
-    source = normalize_english(text)
+    check_count(top_k, "top_k")
+    source = normalize_english(check_text(text, "text"))
     if not source:
         raise ValueError("nothing to explain: the text is empty")
     model, search = translator.model, translator.config.search
@@ -199,7 +200,7 @@ def render_html(record: Record) -> str:
             f"<p>7. Handed to the decoder: |s_0| = {enc['handed_over']['norm']:.4f}"
             f" {numbers_html(enc['handed_over'])}</p>",
             "<h2>Decoder</h2>", *(decoder_html(step, src_pieces) for step in record["decoder"])]
-    data = json.dumps(record, ensure_ascii=False).replace("</", "<\\/")
+    data = json.dumps(record, ensure_ascii=False).replace("<", "\\u003c")  # no </script> or <!-- in a script
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>rnnmt explain</title>"
             f"<style>{PAGE_STYLE}</style></head><body>{''.join(body)}"
             f"<script type=application/json id=record>{data}</script></body></html>\n")

@@ -13,26 +13,33 @@ Every file is written atomically: to a temporary file beside it, then renamed ov
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
+import logging
 import os
+import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from rnnmt.config import Config, ConfigError, config_to_yaml, load_config
+from rnnmt.errors import ModelFolderError, TrainingError
 from rnnmt.vocabulary import SentencePieceTokenizer, Tokenizer, WordTokenizer, load_tokenizers
 
 FORMAT_VERSION = 2  # 2: the attentional output is W_c [s_t; ctx_t] + b_c; format 1 had a tanh around it
 CONFIG, WEIGHTS, METADATA, CHECKPOINTS = "config.yaml", "weights.safetensors", "metadata.json", "checkpoints"
 LAST, LOCK = f"{CHECKPOINTS}/last.pt", ".lock"
-PARTS = {CONFIG, WEIGHTS, METADATA, CHECKPOINTS, LOCK, "train.log", "loss.png", "eval",
+PARTS = {CONFIG, WEIGHTS, METADATA, CHECKPOINTS, LOCK, "train.log", "loss.png", "eval", "tensorboard",
          *(f"{side}{kind.suffix}" for side in ("src", "tgt") for kind in (SentencePieceTokenizer, WordTokenizer))}
+
+log = logging.getLogger(__name__)
 
 Weights = dict[str, np.ndarray]  # parameter name -> array, as weights.safetensors holds them
 
@@ -43,9 +50,6 @@ def file_mode() -> int:
     os.umask(umask)
     return 0o666 & ~umask
 
-
-class ModelFolderError(FileNotFoundError):
-    """A model folder is missing, lacks one of its parts, or holds a part that cannot be read."""
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -133,6 +137,57 @@ def keep_weights(folder: Path, model: Any, step: int, keep: int) -> None:
     write_weights(folder / CHECKPOINTS / f"step-{step}.safetensors", weight_arrays(model))
     for old in kept_weights(folder)[:-keep]:
         old.unlink()
+
+
+def lock_folder(folder: Path) -> IO[str]:
+    """Hold the folder's lock file for as long as this process lives: one training run per folder at a time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 (kept open: closing would free the lock)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise TrainingError(f"{folder} is in use: {holder} is training into it; wait for it to end, or train"
+                            " into another folder") from None
+    handle.truncate(0)
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    return handle
+
+
+def claim_folder(folder: Path, config: Config, resume: bool, overwrite: bool) -> bool:
+    """Make ``folder`` ready for a run and say whether it holds one to resume; refuse to clobber anything.
+
+    A folder of files rnnmt did not write is refused even with --overwrite. A run resumes only with the data,
+    vocab and model it was started with. --overwrite removes the old model's parts before a new one writes
+    any, so the folder never holds a mix of the two.
+    """
+    entries = [entry for entry in folder.iterdir() if entry.name != LOCK]
+    foreign = sorted(e.name for e in entries if e.name not in PARTS and not e.name.endswith(".tmp"))
+    if foreign:
+        raise TrainingError(f"{folder} holds files rnnmt did not write ({', '.join(foreign[:3])}); train into an"
+                            " empty or new folder")
+    if resume and (folder / LAST).exists():
+        saved = load_config(folder / CONFIG)
+        changed = [name for name in ("data", "vocab", "model") if getattr(saved, name) != getattr(config, name)]
+        if changed:
+            raise TrainingError(f"{folder}: its run has another {changed[0]} section in {CONFIG}; resume it with"
+                                " the config it started with, or pass --overwrite to start again")
+        for stale in folder.rglob(".*.tmp"):  # half-written by a killed run
+            stale.unlink()
+        return True
+    started = (folder / LAST).exists() or (folder / WEIGHTS).exists()
+    if started and not overwrite:
+        what = "a training run" if (folder / LAST).exists() else "a trained model"
+        raise TrainingError(f"{folder} already holds {what}; pass --resume to continue it or --overwrite to"
+                            " start again")
+    if entries:
+        log.info("%s: removing %s", folder, "the old model" if started else "a run killed before its first checkpoint")
+    for entry in entries:
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    return False
 
 
 def save_metadata(folder: Path, metadata: dict[str, Any]) -> None:

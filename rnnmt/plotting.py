@@ -46,6 +46,12 @@ def use_devanagari_font() -> str | None:
 
 def plot_attention(src_tokens: list[str], tgt_tokens: list[str], weights: list[list[float]], path: Path,
                    title: str = "") -> None:
+    """A heatmap of attention weights, saved: English tokens across, Hindi tokens down."""
+    save(attention_figure(src_tokens, tgt_tokens, weights, title), path)
+
+
+def attention_figure(src_tokens: list[str], tgt_tokens: list[str], weights: list[list[float]],
+                     title: str = "") -> plt.Figure:
     """A heatmap of attention weights: English tokens across, Hindi tokens down."""
     use_devanagari_font()
     fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(src_tokens), 1.2 + 0.4 * len(tgt_tokens)), dpi=110)
@@ -56,7 +62,8 @@ def plot_attention(src_tokens: list[str], tgt_tokens: list[str], weights: list[l
     ax.set_ylabel("Hindi (output)")
     if title:
         ax.set_title(title, fontsize=9)
-    save(fig, path)
+    fig.tight_layout()
+    return fig
 
 
 def plot_scores_by_length(buckets: list[str], series: dict[str, list[float | None]], metric: str, path: Path) -> None:

@@ -22,14 +22,12 @@ import numpy as np
 
 from rnnmt.config import Config, ModelConfig, output_limit
 from rnnmt.data import normalize_english, normalize_hindi
+from rnnmt.errors import UnsupportedModel
 from rnnmt.model_folder import read_model_folder
 from rnnmt.vocabulary import BOS, EOS, Tokenizer, encode_source, fill_unknown
 
 Params = dict[str, np.ndarray]  # torch's parameter names -> float64 arrays
 
-
-class UnsupportedModel(ValueError):
-    """The model uses a setting that the NumPy reference does not implement."""
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -319,5 +317,5 @@ class ReferenceTranslator:
         pieces = [self.tgt.piece(i) for i in ids]
         if s.replace_unk and alphas[0] is not None:  # copy the most attended source word for <unk>
             words = self.src.words_of(self.src.pieces(source)[: s.max_src_len - 1]) + [""]
-            pieces = fill_unknown(pieces, ids, [int(np.argmax(a)) for a in alphas[: len(ids)]], words)
+            pieces = fill_unknown(pieces, ids, [int(np.argmax(a)) for a in alphas[: len(ids)]], words, self.tgt)
         return normalize_hindi(self.tgt.join(pieces), indic=False)

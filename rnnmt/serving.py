@@ -338,8 +338,10 @@ def check_limits(texts: list[str], settings: ServeSettings) -> None:
 def check_search(request: TranslateRequest, translator: Translator, settings: ServeSettings) -> int:
     """The beam size to use (the model's default when not given), or a 422 naming the bad field."""
     beam_size = request.beam_size or translator.config.search.beam_size
-    if beam_size > settings.max_beam:
-        raise ApiError(422, "beam_too_large", f"beam_size {beam_size} is over the limit of {settings.max_beam}")
+    if beam_size > min(settings.max_beam, translator.tgt.size):
+        limit = "the limit" if settings.max_beam <= translator.tgt.size else "the model's target vocabulary size"
+        raise ApiError(422, "beam_too_large", f"beam_size {beam_size} is over {limit} of "
+                                              f"{min(settings.max_beam, translator.tgt.size)}")
     if request.n_best > beam_size:
         raise ApiError(422, "n_best_too_large", f"n_best {request.n_best} cannot exceed beam_size {beam_size}")
     return beam_size
@@ -373,10 +375,18 @@ def error_response(status: int, code: str, message: str, details: list | None = 
 
 def validation_response(err: RequestValidationError) -> JSONResponse:
     """422 naming each bad field; the input itself is not echoed back (it may be huge)."""
-    details = [{"field": ".".join(str(p) for p in e["loc"][1:]) or "body",
-                "message": e["msg"].removeprefix("Value error, ")} for e in err.errors()[:10]]
+    details = [error_detail(e) for e in err.errors()[:10]]
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
     return error_response(422, "invalid_request", summary or "invalid request", details)
+
+
+def error_detail(error: dict[str, Any]) -> dict[str, str]:
+    """One validation error as its field and message; a body that is not JSON is blamed on the body, not a field."""
+    if error["type"] == "json_invalid":  # loc is ("body", the character where decoding failed)
+        reason = error.get("ctx", {}).get("error", error["msg"])
+        return {"field": "body", "message": f"not valid JSON: {reason} (char {error['loc'][-1]})"}
+    return {"field": ".".join(str(p) for p in error["loc"][1:]) or "body",
+            "message": error["msg"].removeprefix("Value error, ")}
 
 
 def add_error_handlers(app: FastAPI) -> None:

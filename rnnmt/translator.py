@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,34 @@ class Translation:
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+def check_text(text: Any, name: str) -> str:
+    """``text`` if it is a str that UTF-8 can hold, else a TypeError/ValueError that names it."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{name} is not valid Unicode: a lone surrogate at character {err.start}") from None
+    return text
+
+
+def check_texts(texts: Any, name: str = "texts", first: int = 0) -> list[str]:
+    """``texts`` as a list of str that UTF-8 can hold; ``first`` numbers the items of a stream's later chunks."""
+    if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise TypeError(f"{name} must be a list of str, got {type(texts).__name__}")
+    return [check_text(text, f"{name}[{i}]") for i, text in enumerate(texts, start=first)]
+
+
+def check_count(value: Any, name: str, most: int | None = None, why: str = "") -> None:
+    """A whole number from 1 (to ``most``), or a TypeError/ValueError that says what is allowed."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if most is None and value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    if most is not None and not 1 <= value <= most:
+        raise ValueError(f"{name} must be from 1 to {most}{why}, got {value}")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -74,20 +102,42 @@ class Translator:
         """Hindi for each English text (a str for a str); an empty text gives an empty translation."""
         if isinstance(texts, str):
             return self.translate_full([texts], beam_size)[0].text
+        if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+            raise TypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
         return [t.text for t in self.translate_full(texts, beam_size)]
 
     def translate_stream(self, lines: Iterable[str], beam_size: int | None = None, chunk: int = 1024) -> Iterator[str]:
         """Translate an endless stream in chunks, yielding results in input order as each chunk is done."""
-        lines = iter(lines)
-        while block := list(islice(lines, chunk)):
-            yield from self.translate(block, beam_size)
+        if isinstance(lines, (str, bytes, bytearray)) or not isinstance(lines, Iterable):
+            raise TypeError(f"lines must be an iterable of str, got {type(lines).__name__}")
+        check_count(chunk, "chunk")
+        self.search_settings(beam_size, None)  # checked now, not at the first result
+        return self.stream_chunks(iter(lines), beam_size, chunk)
+
+    def stream_chunks(self, lines: Iterator[str], beam_size: int | None, chunk: int) -> Iterator[str]:
+        """The generator behind ``translate_stream``."""
+        for start in count(0, chunk):
+            block = check_texts(islice(lines, chunk), "lines", start)
+            if not block:
+                return
+            yield from (t.text for t in self.translate_full(block, beam_size))
+
+    def search_settings(self, beam_size: int | None, n_best: int | None) -> tuple[int, int]:
+        """(beam_size, n_best), each defaulting to the config's; an n_best asked for above the beam is refused."""
+        beam = self.config.search.beam_size if beam_size is None else beam_size
+        check_count(beam, "beam_size", self.tgt.size, " (the size of the target vocabulary)")
+        if n_best is None:  # the config's n_best follows a smaller beam asked for
+            return beam, min(self.config.search.n_best, beam)
+        check_count(n_best, "n_best")
+        if n_best > beam:
+            raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({beam})")
+        return beam, n_best
 
     def translate_full(self, texts: list[str], beam_size: int | None = None,
                        n_best: int | None = None) -> list[Translation]:
         """Translations with scores, tokens, attention and n-best lists."""
-        beam_size = beam_size or self.config.search.beam_size
-        n_best = min(n_best or self.config.search.n_best, beam_size)
-        sources = [normalize_english(text) for text in texts]
+        beam_size, n_best = self.search_settings(beam_size, n_best)
+        sources = [normalize_english(text) for text in check_texts(texts)]
         results: list[Translation | None] = [Translation(s, "", 0.0) if not s else None for s in sources]
         todo = sorted((i for i, s in enumerate(sources) if s), key=lambda i: len(sources[i]))
         size = self.config.search.batch_size
@@ -123,12 +173,14 @@ class Translator:
         pieces = [self.tgt.piece(i) for i in hypothesis.ids]
         if self.config.search.replace_unk and hypothesis.attention is not None and UNK in hypothesis.ids:
             looked_at = hypothesis.attention.argmax(-1).tolist()
-            pieces = fill_unknown(pieces, hypothesis.ids, looked_at, self.src.words_of(src_pieces[:-1]) + [""])
+            pieces = fill_unknown(pieces, hypothesis.ids, looked_at, self.src.words_of(src_pieces[:-1]) + [""],
+                                  self.tgt)
         return normalize_hindi(self.tgt.join(pieces), indic=False)
 
     @torch.no_grad()
     def score(self, sources: list[str], targets: list[str]) -> list[float]:
         """log P(target + </s> | source) under the model, for each pair."""
+        sources, targets = check_texts(sources, "sources"), check_texts(targets, "targets")
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
         s = self.config.search
@@ -146,7 +198,6 @@ class Translator:
             for i, total in zip(chunk, totals, strict=True):
                 scores[i] = total
         return scores
-
 
     def explain(self, text: str, top_k: int = 5) -> dict[str, Any]:
         """The seed's table walked through for ``text`` with the model's real numbers (see ``rnnmt.explain``)."""

@@ -39,6 +39,8 @@ class Tokenizer(Protocol):
 
     def words_of(self, pieces: list[str]) -> list[str]: ...
 
+    def word_piece(self, word: str) -> str: ...
+
     def to_bytes(self) -> bytes: ...
 
 
@@ -99,6 +101,11 @@ class SentencePieceTokenizer:
             words[-1] += piece
             spans.append(len(words) - 1)
         return [words[i].lstrip("▁") for i in spans]
+
+    @staticmethod
+    def word_piece(word: str) -> str:
+        """``word`` as a piece that starts a word, for ``join``: ``▁word``."""
+        return "\u2581" + word
 
     def to_bytes(self) -> bytes:
         return self.model
@@ -172,6 +179,11 @@ class WordTokenizer:
     def words_of(self, pieces: list[str]) -> list[str]:
         return list(pieces)
 
+    @staticmethod
+    def word_piece(word: str) -> str:
+        """``word`` as a piece for ``join``: the word itself."""
+        return word
+
     def to_bytes(self) -> bytes:
         return "\n".join(self.words).encode("utf-8")
 
@@ -201,9 +213,13 @@ def seed_sampling(seed: int) -> None:
     spm.set_random_generator_seed(seed)
 
 
-def fill_unknown(pieces: list[str], ids: list[int], looked_at: list[int], source_words: list[str]) -> list[str]:
-    """Each <unk> output piece replaced by the source word its step attended to most (``looked_at[t]``)."""
-    return ["\u2581" + source_words[looked_at[t]] if token == UNK else piece
+def fill_unknown(pieces: list[str], ids: list[int], looked_at: list[int], source_words: list[str],
+                 tgt: Tokenizer) -> list[str]:
+    """Each <unk> output piece replaced by the source word its step attended to most (``looked_at[t]``).
+
+    The word becomes a piece of the target tokenizer ``tgt`` (``▁word`` for SentencePiece, ``word`` for words).
+    """
+    return [tgt.word_piece(source_words[looked_at[t]]) if token == UNK else piece
             for t, (piece, token) in enumerate(zip(pieces, ids, strict=True))]
 
 

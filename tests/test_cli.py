@@ -1,5 +1,6 @@
 """The command line, run as a user runs it: train, translate, evaluate, errors, and resume after a kill."""
 
+import io
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+import rnnmt.__main__ as rnnmt_main
 from conftest import tiny_config
 from rnnmt.__main__ import main
 from rnnmt.training import lock_folder
@@ -157,3 +159,84 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
 def test_serve_settings_errors_are_one_line(tiny_model, capsys):
     assert main(["serve", "-m", str(tiny_model), "--cors-origin", "https://example.org/"]) == 2
     assert "rnnmt serve: error: ServeSettings.cors_origins: 'https://example.org/' is not" in capsys.readouterr().err
+
+
+def feed_stdin(monkeypatch, data: bytes) -> None:
+    """Stdin as a pipe gives it: bytes, which Python's own text layer would read with surrogateescape."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape"))
+
+
+@pytest.mark.parametrize("options", [[], ["--engine", "numpy"], ["--n-best", "2"]])
+def test_bad_bytes_on_stdin_lose_no_good_line(tiny_model, monkeypatch, capsys, options):
+    feed_stdin(monkeypatch, b"How are you?\nhello \xff\nFlowers bloom in spring.\n\xfe\n")
+    assert main(["translate", "-m", str(tiny_model), *options]) == 2
+    out, err = capsys.readouterr()
+    if "--n-best" in options:
+        lines = out.splitlines()  # two alternatives and an empty line per input line; none for a bad one
+        assert [bool(line) for line in lines] == [True, True, False, False, True, True, False, False]
+        assert lines[4].endswith("\tवसंत में फूल खिलते हैं।")
+    else:
+        good = Translator.load(tiny_model, "cpu").translate(["How are you?", "Flowers bloom in spring."])
+        assert out.splitlines() == [good[0], "", good[1], ""]
+    assert "rnnmt translate: error: stdin lines 2, 4 are not valid UTF-8; their output lines are empty" in err
+    assert "stdin line 2 is not valid UTF-8 (byte 7 is 0xff)" in err and "Traceback" not in err
+
+
+def test_bad_bytes_in_an_argument_are_named(tiny_model, capsys):
+    assert main(["translate", "-m", str(tiny_model), os.fsdecode(b"caf\xe9"), "Flowers bloom in spring."]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["", "वसंत में फूल खिलते हैं।"]
+    assert "argument 1 is not valid UTF-8 (byte 4 is 0xe9)" in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_counts_lines_on_a_terminal_stderr_only(tiny_model, monkeypatch, capsys):
+    feed_stdin(monkeypatch, b"Hi.\nFlowers bloom in spring.\nHow are you?\n")
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert main(["translate", "-m", str(tiny_model)]) == 0
+    assert "3 lines" in sys.stderr.getvalue()
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 3 and "lines" not in out and "\r" not in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["translate", "--beam-size", "-1", "Hi."], "argument --beam-size: must be from 1 to 100, got -1"),
+    (["translate", "--beam-size", "100000", "Hi."], "argument --beam-size: must be from 1 to 100, got 100000"),
+    (["translate", "--beam-size", "2.5", "Hi."], "--beam-size: must be a whole number from 1 to 100, got '2.5'"),
+    (["translate", "--batch-size", "-5", "Hi."], "argument --batch-size: must be 1 or more, got -5"),
+    (["translate", "--n-best", "0", "Hi."], "argument --n-best: must be 1 or more, got 0"),
+    (["translate", "--n-best", "3", "--beam-size", "2", "Hi."], "argument --n-best: 3 cannot exceed --beam-size 2"),
+    (["evaluate", "--beam-size", "0", "--src", "a.en", "--ref", "a.hi"], "--beam-size: must be from 1 to 100, got 0"),
+    (["explain", "--top-k", "0", "Hi."], "argument --top-k: must be 1 or more, got 0"),
+])
+def test_numeric_options_are_checked_at_the_door(tiny_model, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([argv[0], "-m", str(tiny_model), *argv[1:]])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.splitlines()[-1].endswith(message) and "Traceback" not in err
+
+
+def test_a_beam_wider_than_the_vocabulary_is_one_line(tiny_model, monkeypatch, capsys):
+    words = Translator.load(tiny_model, "cpu").tgt.size
+    monkeypatch.setattr(rnnmt_main, "MAX_BEAM", 1000)  # the tiny model's Hindi vocabulary is under the CLI's limit
+    assert main(["translate", "-m", str(tiny_model), "--beam-size", str(words + 1), "Hello."]) == 2
+    assert f"beam_size must be from 1 to {words} (the size of the target vocabulary)" in capsys.readouterr().err
+
+
+def test_n_best_without_a_beam_size_searches_a_beam_of_n(tiny_model, capsys):
+    assert main(["translate", "-m", str(tiny_model), "--n-best", "4", "Flowers bloom in spring."]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if line]) == 4
+
+
+@pytest.mark.parametrize("override, message", [
+    (["--train.lr", "nan"], "override --train.lr: train.lr must be a finite number, got nan"),
+    (["--train.threads", "-1"], "override --train.threads: train.threads must not be negative, got -1"),
+])
+def test_bad_overrides_are_one_line_naming_the_override(override, message, capsys):
+    assert main(["train", "default", *override]) == 2
+    err = capsys.readouterr().err
+    assert err == f"rnnmt train: error: {message}\n"

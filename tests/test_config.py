@@ -1,5 +1,7 @@
 """Config: defaults in one place, strict validation, overrides, and a YAML round trip."""
 
+import re
+
 import pytest
 
 from rnnmt.config import Config, ConfigError, config_from_dict, config_to_yaml, load_config, parse_overrides
@@ -96,3 +98,23 @@ def test_one_dev_set_as_a_mapping_still_reads_as_a_list():
 def test_out_of_range_values_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("default", override)
+
+
+def test_a_bad_override_is_blamed_not_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"^override --train.lr: train.lr must be a finite number, got nan$"):
+        load_config("default", ["--train.lr", "nan"])
+    with pytest.raises(ConfigError, match=r"^override --train.lr_factor: train.lr_factor must be in"):
+        load_config("default", ["--train.lr", "1e-3", "--train.lr_factor", "2"])  # lr is not lr_factor
+    with pytest.raises(ConfigError, match=r"^overrides --search.n_best, --search.beam_size: search.n_best \(6\)"):
+        load_config("default", ["--search.n_best", "6", "--search.beam_size", "2"])
+    with pytest.raises(ConfigError, match=r"^override --model.celll: unknown key 'model.celll'"):
+        load_config("default", ["--model.celll", "gru"])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  lr_factor: 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(broken))}: train.lr_factor must be in"):
+        load_config(broken, ["--train.lr", "1e-3"])  # the file's own fault stays the file's
+
+
+def test_an_override_that_is_not_yaml_is_named():
+    with pytest.raises(ConfigError, match=r"^override --data.train: '\[\{' is not valid YAML: .*line 1, column 3"):
+        parse_overrides(["--data.train", "[{"])

@@ -125,3 +125,24 @@ def test_an_empty_sentence_is_refused(tiny_model, capsys):
         Translator.load(tiny_model, "cpu").explain("   ")
     assert main(["explain", "-m", str(tiny_model), " ", "--device", "cpu"]) == 2
     assert "nothing to explain" in capsys.readouterr().err
+
+
+def test_markup_in_the_sentence_cannot_break_the_embedded_json(tiny_model, tmp_path, capsys):
+    page = tmp_path / "explain.html"
+    text = "Hi <!--<script> and </script> there."
+    assert main(["explain", "-m", str(tiny_model), text, "--json", "--html", str(page), "--device", "cpu"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    html = page.read_text(encoding="utf-8")
+    assert html.count("<script") == 1 and html.count("</script>") == 1
+    embedded = re.search(r"<script type=application/json id=record>(.*?)</script>", html).group(1)
+    assert "<" not in embedded and json.loads(embedded) == record and record["source"] == text
+
+
+@pytest.mark.parametrize("text, top_k, error, message", [
+    (None, 5, TypeError, "text must be a str, got NoneType"),
+    ("\udcff", 5, ValueError, "text is not valid Unicode"),
+    ("Hi.", 0, ValueError, "top_k must be at least 1, got 0"),
+])
+def test_wrong_arguments_are_named(tiny_model, text, top_k, error, message):
+    with pytest.raises(error, match=message):
+        Translator.load(tiny_model, "cpu").explain(text, top_k)

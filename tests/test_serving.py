@@ -506,3 +506,17 @@ def test_the_pages_words_view_keeps_whole_word_tokens():
                        "attention": [[0.5, 0.25, 0.25], [0.0, 0.0, 1.0]]})
     assert view == {"src": ["Hello", ".", "</s>"], "tgt": ["नमस्ते", "</s>"],
                     "attention": [[0.5, 0.25, 0.25], [0.0, 0.0, 1.0]]}
+
+
+def test_a_body_that_is_not_json_is_blamed_on_the_body_not_a_field(client):
+    response = client.post("/translate", content=b'{"text": "a",}', headers={"content-type": "application/json"})
+    error = assert_error(response, 422, "invalid_request")
+    message = "not valid JSON: Expecting property name enclosed in double quotes (char 13)"
+    assert error["details"] == [{"field": "body", "message": message}] and error["message"] == f"body: {message}"
+
+
+def test_a_beam_wider_than_the_target_vocabulary_is_a_422(translator):
+    with local_client(create_app(translator, ServeSettings(max_beam=1000))) as wide:
+        response = wide.post("/translate", json={"text": "Hello.", "beam_size": 300})
+    error = assert_error(response, 422, "beam_too_large")
+    assert error["message"] == f"beam_size 300 is over the model's target vocabulary size of {translator.tgt.size}"

@@ -3,6 +3,7 @@
 import copy
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -15,9 +16,10 @@ from rnnmt import training
 from rnnmt.batching import collate
 from rnnmt.config import CorpusConfig, config_from_dict
 from rnnmt.data import read_corpus
-from rnnmt.model_folder import WEIGHTS, ModelFolderError, average_checkpoints, kept_weights
+from rnnmt.model_folder import WEIGHTS, ModelFolderError, average_checkpoints, kept_weights, read_model_folder
 from rnnmt.training import Trainer, TrainingError, autocast_dtype, ema_update, read_history, sequence_loss, train
 from rnnmt.translator import Translator
+from rnnmt.validation import validate
 from rnnmt.vocabulary import PAD
 
 
@@ -136,7 +138,8 @@ def test_the_dev_loss_does_not_depend_on_the_dev_batches(tmp_path):
     with torch.no_grad():
         alone = [collate([example]) for example in examples]
         total = sum(float(sequence_loss(model(b.src, b.src_len, b.tgt_in), b.tgt_out)) for b in alone)
-    assert trainer.evaluate_dev()["dev_loss"] == pytest.approx(total / sum(b.tokens for b in alone), rel=1e-5)
+    scores = validate(trainer.translator, trainer.dev, trainer.config.train)
+    assert scores["dev_loss"] == pytest.approx(total / sum(b.tokens for b in alone), rel=1e-5)
 
 
 def test_the_moving_average_follows_its_equation():
@@ -181,3 +184,69 @@ def test_several_dev_sets_are_each_scored_and_kept_checkpoints_average(tmp_path)
     assert Translator.load(tmp_path / "avg").translate("How are you?")
     with pytest.raises(ModelFolderError, match="2 kept checkpoints, fewer than the 3 asked for"):
         average_checkpoints(tmp_path / "run", 3, tmp_path / "avg3")
+
+
+def test_tensorboard_gets_the_losses_the_scores_and_the_attention(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(data={"dev": [{"bundled": "dev", "limit": 15, "name": "a"}, {"bundled": "test", "limit": 10}]},
+                         train={"max_steps": 20, "valid_every": 10, "log_every": 5, "tensorboard": True})
+    train(config_from_dict(config), tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/train_loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "dev/loss", "dev/bleu",
+            "dev/chrf", "dev/a/chrf", "dev/bundled-test/bleu"} <= scalars
+    assert [e.step for e in events.Scalars("train/train_loss")] == [5, 10, 15, 20]
+    assert [e.step for e in events.Scalars("dev/chrf")] == [10, 20]
+    assert events.Tags()["images"] == ["attention/a"]
+
+
+def test_tensorboard_missing_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if it were not installed
+    config = tiny_config(train={"max_steps": 5, "valid_every": 5, "tensorboard": True})
+    with pytest.raises(TrainingError, match=r"needs TensorBoard: pip install 'rnnmt\[tensorboard\]'"):
+        train(config_from_dict(config), tmp_path / "run")
+
+
+def test_fine_tuning_learns_pairs_the_model_could_not_translate(tiny_model, tmp_path):
+    new = [p for p in read_corpus(CorpusConfig(bundled="test")) if len(p[0].split()) <= 5][:6]
+    before = Translator.load(tiny_model).translate([en for en, _ in new], beam_size=1)
+    assert sum(b == hi for b, (_, hi) in zip(before, new, strict=True)) <= 1
+    path = tmp_path / "new.tsv"
+    path.write_text("".join(f"{en}\t{hi}\n" for en, hi in new), encoding="utf-8")
+    config = tiny_config(data={"train": [{"tsv": str(path)}], "dev": None},
+                         vocab={"src_size": 50, "tgt_size": 50},  # ignored: the parent's vocabularies are kept
+                         train={"max_steps": 150, "max_epochs": 1000, "valid_every": 150, "lr": 0.003})
+    metadata = train(config_from_dict(config), tmp_path / "tuned", init_from=tiny_model)
+    tuned = Translator.load(tmp_path / "tuned")
+    assert tuned.translate([en for en, _ in new], beam_size=1) == [hi for _, hi in new]
+    parent = read_model_folder(tiny_model)
+    assert tuned.src.to_bytes() == parent.src.to_bytes() and tuned.tgt.to_bytes() == parent.tgt.to_bytes()
+    assert tuned.config.vocab.src_size == parent.config.vocab.src_size
+    assert metadata["parent"]["model"] == str(tiny_model.resolve()) and metadata["parent"]["steps"] == 600
+
+
+def test_fine_tuning_refuses_another_architecture_by_name(tiny_model, tmp_path):
+    config = config_from_dict(tiny_config(model={"hidden_size": 32}))
+    with pytest.raises(TrainingError, match="model.hidden_size is 32 in this config but 64 in the model it starts"):
+        train(config, tmp_path / "tuned", init_from=tiny_model)
+    assert not (tmp_path / "tuned" / "config.yaml").exists()
+
+
+def test_a_non_finite_loss_stops_training_before_it_saves(tmp_path, monkeypatch):
+    taken = []
+
+    def nan_at_step_3(*args, **kwargs):
+        loss, norm = take_step(*args, **kwargs)
+        taken.append(loss)
+        return (math.nan if len(taken) == 3 else loss), norm
+
+    take_step = training.train_step
+    monkeypatch.setattr(training, "train_step", nan_at_step_3)
+    folder = tmp_path / "m"
+    with pytest.raises(TrainingError, match=r"^step 3: the loss is nan; stopped before saving broken weights"):
+        train(config_from_dict(tiny_config(train={"max_steps": 10, "valid_every": 2})), folder)
+    assert len(taken) == 3
+    saved = load_file(folder / WEIGHTS)  # the weights of the validation at step 2, finite
+    assert all(torch.isfinite(tensor).all() for tensor in saved.values())

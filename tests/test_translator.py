@@ -3,8 +3,11 @@
 import math
 
 import pytest
+import torch
 
+from rnnmt.search import Hypothesis
 from rnnmt.translator import Translator
+from rnnmt.vocabulary import SPECIALS, UNK, WordTokenizer
 
 
 def test_translate_returns_hindi_for_a_list_and_a_string(tiny_model):
@@ -91,3 +94,41 @@ def test_int8_weights_translate_much_like_fp32_and_only_on_the_cpu(tiny_model):
     assert fp32.translate(sentences) == int8.translate(sentences)
     with pytest.raises(ValueError, match="CPU only"):
         Translator(fp32.model, fp32.config, fp32.src, fp32.tgt, device="cuda", precision="int8")
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda t: t.translate(None), TypeError, "texts must be a str or a list of str, got NoneType"),
+    (lambda t: t.translate([1, 2]), TypeError, r"texts\[0\] must be a str, got int"),
+    (lambda t: t.translate(b"Hello."), TypeError, "texts must be a str or a list of str, got bytes"),
+    (lambda t: t.translate(["Hi.", "\ud800"]), ValueError, r"texts\[1\] is not valid Unicode: a lone surrogate"),
+    (lambda t: t.translate("Hi.", beam_size=-1), ValueError, "beam_size must be from 1 to"),
+    (lambda t: t.translate("Hi.", beam_size=10**6), ValueError, r"from 1 to \d+ \(the size of the target vocab"),
+    (lambda t: t.translate("Hi.", beam_size=2.0), TypeError, "beam_size must be an int, got float"),
+    (lambda t: t.translate_full("Hi."), TypeError, "texts must be a list of str, got str"),
+    (lambda t: t.translate_full(["Hi."], n_best=0), ValueError, "n_best must be at least 1, got 0"),
+    (lambda t: t.translate_full(["Hi."], beam_size=2, n_best=3), ValueError, r"n_best \(3\) cannot exceed beam_size"),
+    (lambda t: t.translate_stream(None), TypeError, "lines must be an iterable of str, got NoneType"),
+    (lambda t: t.translate_stream(["Hi."], beam_size=0), ValueError, "beam_size must be from 1"),
+    (lambda t: list(t.translate_stream(["Hi.", "Hi.", 3], chunk=2)), TypeError, r"lines\[2\] must be a str, got int"),
+    (lambda t: t.score(["Hi."], None), TypeError, "targets must be a list of str, got NoneType"),
+    (lambda t: t.score(["\ud800"], ["x"]), ValueError, r"sources\[0\] is not valid Unicode"),
+])
+def test_wrong_arguments_are_refused_at_the_door(tiny_model, call, error, message):
+    with pytest.raises(error, match=message):
+        call(Translator.load(tiny_model, "cpu"))
+
+
+def test_the_configs_n_best_follows_a_smaller_beam(tiny_model):
+    translator = Translator.load(tiny_model, "cpu")
+    translator.config.search.beam_size, translator.config.search.n_best = 4, 3
+    assert len(translator.translate_full(["Hi."])[0].n_best) == 3
+    assert len(translator.translate_full(["Hi."], beam_size=1)[0].n_best) == 1
+
+
+def test_a_copied_word_gets_no_subword_marker_with_word_vocabularies(tiny_model):
+    tiny = Translator.load(tiny_model, "cpu")
+    src, tgt = WordTokenizer([*SPECIALS, "I", "love"]), WordTokenizer([*SPECIALS, "मुझे", "पसंद", "है"])
+    translator = Translator(tiny.model, tiny.config, src, tgt)
+    rows = [[0.0, 0.0, 1.0, 0.0] for _ in range(4)]  # every step looked at "Zxqwv"
+    hypothesis = Hypothesis([4, UNK, 5, 6], -1.0, -1.0, torch.tensor(rows))
+    assert translator.detokenize(hypothesis, src.pieces("I love Zxqwv") + ["</s>"]) == "मुझे Zxqwv पसंद है"

@@ -8,9 +8,11 @@ from rnnmt.vocabulary import (
     BOS,
     EOS,
     PAD,
+    SPECIALS,
     UNK,
     SentencePieceTokenizer,
     WordTokenizer,
+    fill_unknown,
     join_words,
     split_words,
     train_tokenizers,
@@ -69,3 +71,12 @@ def test_word_tokenizer_min_freq_and_size():
 def test_joint_vocabulary_is_shared():
     src, tgt = train_tokenizers(ENGLISH[:300], HINDI[:300], "sentencepiece", True, 400, 400)
     assert src is tgt and src.decode(src.encode("घर home")) == "घर home"
+
+
+def test_a_copied_word_is_a_piece_of_the_target_tokenizer(hindi_sp):
+    pieces, ids, looked_at = ["▁मुझे", "<unk>"], [5, UNK], [0, 2]
+    words = WordTokenizer([*SPECIALS, "मुझे"])
+    assert words.join(fill_unknown(["मुझे", "<unk>"], ids, looked_at, ["I", "love", "Zxqwv", ""], words)) \
+        == "मुझे Zxqwv"
+    assert hindi_sp.join(fill_unknown(pieces, ids, looked_at, ["I", "love", "Zxqwv", ""], hindi_sp)) == "मुझे Zxqwv"
+    assert fill_unknown(pieces, ids, looked_at, ["I", "love", "Zxqwv", ""], hindi_sp) == ["▁मुझे", "▁Zxqwv"]
