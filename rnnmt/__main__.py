@@ -42,7 +42,7 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> None:
 
     config = load_config(args.config, overrides)
     folder = Path(args.model_dir or f"models/{config.name}")
-    metadata = train(config, folder, resume=args.resume, overwrite=args.overwrite)
+    metadata = train(config, folder, resume=args.resume, overwrite=args.overwrite, init_from=args.init_from)
     if not metadata:  # a rank other than the leader of a torchrun launch
         return
     best = metadata["best"]
@@ -280,6 +280,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="where to write the model folder (default: models/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="fine-tune: start from this model folder's weights and vocabularies (same architecture),"
+                        " with a fresh optimiser and schedule")
     p.add_argument("--seed", type=int, help="the same as --train.seed")
     for name, help_text in (("translate", "translate text given as arguments, or stdin to stdout"),
                             ("evaluate", "translate a test set and score it with sacreBLEU")):

@@ -240,3 +240,13 @@ def test_bad_overrides_are_one_line_naming_the_override(override, message, capsy
     assert main(["train", "default", *override]) == 2
     err = capsys.readouterr().err
     assert err == f"rnnmt train: error: {message}\n"
+
+
+def test_train_init_from_fine_tunes_a_model(tiny_model, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(train={"max_steps": 5, "valid_every": 5})), encoding="utf-8")
+    assert main(["train", str(config), "--model-dir", str(tmp_path / "tuned"), "--init-from", str(tiny_model)]) == 0
+    metadata = json.loads((tmp_path / "tuned" / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["parent"]["model"] == str(tiny_model.resolve())
+    assert main(["train", str(config), "--model-dir", str(tmp_path / "x"), "--init-from", str(tmp_path)]) == 2
+    assert "missing config.yaml" in capsys.readouterr().err
