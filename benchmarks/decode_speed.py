@@ -21,7 +21,7 @@ from rnnmt.data import read_corpus, read_lines
 from rnnmt.translator import Translator
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_speed import machine  # noqa: E402
+from machine import machine  # noqa: E402
 
 SETTINGS = (("greedy", 1, 1), ("greedy", 1, 64), ("beam 5", 5, 1), ("beam 5", 5, 64))
 
@@ -48,7 +48,7 @@ def main() -> None:
     sentences = sentences[: args.sentences]
     translator = Translator.load(args.model, "cpu")
     m = translator.config.model
-    print(f"machine: {machine()}; {args.threads} threads")
+    print(f"machine: {machine(args.threads)}")
     print(f"model: {args.model} ({m.cell}, hidden {m.hidden_size}, attention {m.attention}); "
           f"{len(sentences)} sentences from {args.src or 'the bundled dev set'}\n")
     print("| search | batch | sentences/s | target tokens/s | vs greedy at batch 1 |")

@@ -21,10 +21,9 @@ import http.client
 import json
 import logging
 import multiprocessing
-import os
-import platform
 import select
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,9 @@ import httpx
 from rnnmt.config import CorpusConfig
 from rnnmt.data import read_corpus
 from rnnmt.serving import ServeSettings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import machine  # noqa: E402
 
 log = logging.getLogger("serve_load")
 MODES = {"on": ServeSettings(), "off": ServeSettings(max_batch=1, batch_wait_ms=0)}
@@ -53,20 +55,6 @@ class Result:
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
-
-
-def machine(threads: int) -> str:
-    """CPU model and core count, with the server's torch thread count."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    threads = threads or torch.get_num_threads()
-    return f"{model}, {os.cpu_count()} cores; server: torch {torch.__version__}, {threads} threads"
 
 
 def train_small_model(folder: Path) -> Path:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import platform
 import resource
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,6 +25,9 @@ from rnnmt.batching import Batch
 from rnnmt.config import ModelConfig
 from rnnmt.model import build_model
 from rnnmt.training import train_step
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import machine  # noqa: E402
 
 SIZES = {  # name: (emb, hidden, vocab, attention)
     "default": (128, 256, 1000, "luong_general"),  # rnnmt/configs/default.yaml
@@ -117,12 +121,6 @@ def in_child(job: tuple) -> tuple[float, float]:
         return pool.apply(measure, (job,))
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
-    return f"{model}, {multiprocessing.cpu_count()} cores, torch {torch.__version__}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed rnnmt steps of 64 sentences")
@@ -131,7 +129,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["default"], choices=sorted(SIZES))
     parser.add_argument("--cells", nargs="+", default=["rnn", "gru", "lstm"], choices=["rnn", "gru", "lstm"])
     args = parser.parse_args()
-    print(f"machine: {machine()}; {args.threads} threads; sentences of {LENGTH} target tokens\n")
+    print(f"machine: {machine(args.threads)}; sentences of {LENGTH} target tokens\n")
     print("| size | cell | attention | rnnmt tok/s (batch 64) | peak MiB | tutorial tok/s (batch 1) | peak MiB"
           " | speed-up |")
     print("|---|---|---|---:|---:|---:|---:|---:|")

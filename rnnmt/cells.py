@@ -30,10 +30,9 @@ class SeedRNN(nn.Module):
                  bidirectional: bool = False):
         super().__init__()
         self.hidden_size, self.num_layers, self.dropout = hidden_size, num_layers, dropout
-        self.bidirectional = bidirectional
-        directions = 2 if bidirectional else 1
-        sizes = [input_size if layer == 0 else hidden_size * directions
-                 for layer in range(num_layers) for _ in range(directions)]
+        self.bidirectional, self.directions = bidirectional, 2 if bidirectional else 1
+        sizes = [input_size if layer == 0 else hidden_size * self.directions
+                 for layer in range(num_layers) for _ in range(self.directions)]
         self.W = nn.ParameterList(nn.Parameter(torch.empty(hidden_size, hidden_size)) for _ in sizes)
         self.U = nn.ParameterList(nn.Parameter(torch.empty(hidden_size, size)) for size in sizes)
         self.b = nn.ParameterList(nn.Parameter(torch.zeros(hidden_size)) for _ in sizes)
@@ -47,12 +46,11 @@ class SeedRNN(nn.Module):
         return [t for i in range(len(self.W)) for t in (self.U[i], self.W[i], self.b[i], self.no_bias)]
 
     def forward(self, x: Tensor | PackedSequence, h0: Tensor | None = None) -> tuple[Tensor | PackedSequence, Tensor]:
-        """All hidden states h_1..h_T (the seed's step 6) and the last one of each layer (step 7)."""
-        directions = 2 if self.bidirectional else 1
+        """All hidden states h_1..h_T (the seed's encoder step 6) and the last one of each layer (encoder step 7)."""
         packed = isinstance(x, PackedSequence)
         batch = int(x.batch_sizes[0]) if packed else x.size(0)
         if h0 is None:
-            h0 = x.data.new_zeros(self.num_layers * directions, batch, self.hidden_size)
+            h0 = x.data.new_zeros(self.num_layers * self.directions, batch, self.hidden_size)
         args = (self.flat_weights(), True, self.num_layers, self.dropout, self.training, self.bidirectional)
         if not packed:
             out, h_n = torch.rnn_tanh(x, h0, *args, True)  # batch_first
@@ -76,7 +74,7 @@ class ResidualStack(nn.Module):
     def __init__(self, layers: list[nn.Module], dropout: float):
         super().__init__()
         self.layers, self.dropout = nn.ModuleList(layers), nn.Dropout(dropout)
-        self.directions = 2 if getattr(layers[0], "bidirectional", False) else 1
+        self.directions = 2 if layers[0].bidirectional else 1
 
     def forward(self, x: Tensor | PackedSequence, state: State | None = None) -> tuple[Tensor | PackedSequence, State]:
         finals = []

@@ -111,6 +111,11 @@ class ModelConfig:
     init: Literal["xavier", "uniform", "pytorch"] = "xavier"
     init_scale: float = 0.1  # the bound of `uniform` init
 
+    @property
+    def directions(self) -> int:
+        """How many ways the encoder reads the English: 2 when bidirectional."""
+        return 2 if self.bidirectional else 1
+
     def dropouts(self) -> tuple[float, float, float]:
         """(emb_dropout, rnn_dropout, out_dropout), each defaulting to ``dropout``."""
         return tuple(self.dropout if p is None else p for p in (self.emb_dropout, self.rnn_dropout, self.out_dropout))
@@ -158,10 +163,9 @@ class SearchConfig:
     replace_unk: bool = True  # copy the most attended source word where the output is <unk>
     precision: Literal["fp32", "int8"] = "fp32"  # int8: dynamically quantised weights, for CPU inference
 
-
-def output_limit(src_len: int, ratio: float, cap: int) -> int:
-    """The most output tokens (</s> included) a source of ``src_len`` tokens may get: ``ratio`` each, plus 5."""
-    return min(math.ceil(src_len * ratio) + 5, cap)
+    def output_limit(self, src_len: int) -> int:
+        """The most output tokens (</s> included) a source of ``src_len`` tokens may get: the ratio each, plus 5."""
+        return min(math.ceil(src_len * self.max_len_ratio) + 5, self.max_len)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Parallel data: reading corpora, normalising Unicode and cleaning pairs.
+"""Parallel data: reading corpora, normalising Unicode and cleaning pairs, and checking the texts callers pass.
 
 Readers fail with the file and line of the fault. Cleaning never strips Devanagari combining marks: it
 normalises to NFC, optionally applies indic-nlp-library's Hindi normaliser, and then filters by length,
@@ -11,8 +11,10 @@ import functools
 import logging
 import random
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from rnnmt.config import CorpusConfig, DataConfig
 from rnnmt.errors import DataError
@@ -195,3 +197,31 @@ def epoch_mix(sizes: list[int], weights: list[float], seed: int) -> list[tuple[i
         picks += [(corpus, i) for _ in range(whole) for i in range(size)]
         picks += [(corpus, i) for i in sorted(rng.sample(range(size), round((weight - whole) * size)))]
     return picks
+
+
+def check_text(text: Any, name: str) -> str:
+    """``text`` if it is a str that UTF-8 can hold, else a TypeError/ValueError that names it."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{name} is not valid Unicode: a lone surrogate at character {err.start}") from None
+    return text
+
+
+def check_texts(texts: Any, name: str = "texts", first: int = 0) -> list[str]:
+    """``texts`` as a list of str that UTF-8 can hold; ``first`` numbers the items of a stream's later chunks."""
+    if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise TypeError(f"{name} must be a list of str, got {type(texts).__name__}")
+    return [check_text(text, f"{name}[{i}]") for i, text in enumerate(texts, start=first)]
+
+
+def check_count(value: Any, name: str, most: int | None = None, why: str = "") -> None:
+    """A whole number from 1 (to ``most``), or a TypeError/ValueError that says what is allowed."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if most is None and value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    if most is not None and not 1 <= value <= most:
+        raise ValueError(f"{name} must be from 1 to {most}{why}, got {value}")

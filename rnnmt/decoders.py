@@ -44,10 +44,11 @@ class DecoderState:
 
 
 class Decoder(nn.Module):
-    """``s_t = tanh(W_dec s_{t-1} + V y_t + c)`` over the previous word y_t, then ``softmax(V s_t + c)``.
+    """``s_t = tanh(W_dec s_{t-1} + V y_t + c)`` over the previous word y_t, then ``softmax(V_out s_t + c_out)``.
 
     In the seed's notation the recurrence's weights are the cell's ``W`` (W_dec), ``U`` (V, on the
-    embedded previous word y_t) and ``b`` (c); ``output`` holds the V and c of the output equation.
+    embedded previous word y_t) and ``b`` (c); ``output`` holds the output equation's weights, which the
+    seed also calls V and c, and which rnnmt calls V_out and c_out to tell the two apart.
     With attention, the output reads ``o_t = W_c [s_t; ctx_t] + b_c`` instead of s_t alone (see ``attend``).
     Without attention, or with Luong attention and no input feeding, teacher-forced training runs the
     whole target in one fused call; Bahdanau attention and input feeding need one step at a time.
@@ -56,13 +57,13 @@ class Decoder(nn.Module):
     def __init__(self, vocab_size: int, config: ModelConfig, memory_size: int):
         super().__init__()
         hidden = self.hidden_size = config.hidden_size
-        self.kind = config.attention
+        self.attention_kind = config.attention
         self.input_feeding = config.input_feeding
         emb_dropout, rnn_dropout, out_dropout = config.dropouts()
         self.embed = nn.Embedding(vocab_size, config.emb_size, padding_idx=PAD)
         self.emb_dropout, self.out_dropout = nn.Dropout(emb_dropout), nn.Dropout(out_dropout)
         self.attention = make_attention(config.attention, hidden, memory_size)
-        extra = memory_size if self.kind == "bahdanau" else hidden if self.input_feeding else 0
+        extra = memory_size if self.attention_kind == "bahdanau" else hidden if self.input_feeding else 0
         self.rnn = make_recurrence(config.cell, config.emb_size + extra, hidden, config.decoder_layers,
                                    rnn_dropout, residual=config.residual)
         self.combine = nn.Linear(hidden + memory_size, hidden) if self.attention else None
@@ -75,7 +76,7 @@ class Decoder(nn.Module):
     @property
     def stepwise(self) -> bool:
         """Whether each step needs the previous step's attention (Bahdanau, input feeding)."""
-        return self.kind == "bahdanau" or self.input_feeding
+        return self.attention_kind == "bahdanau" or self.input_feeding
 
     @torch.jit.unused  # TorchScript compiles the search's steps (``advance``), never teacher forcing
     def forward(self, y: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor | None]:
@@ -98,14 +99,14 @@ class Decoder(nn.Module):
 
     def advance(self, y: Tensor, hidden: Tensor, feed: Tensor | None, keys: Tensor, states: Tensor,
                 mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """``s_t = tanh(W_dec s_{t-1} + V y_t + c)`` (or the GRU/LSTM's), then the logits of ``softmax(V s_t + c)``.
+        """``s_t = tanh(W_dec s_{t-1} + V y_t + c)`` (or the GRU/LSTM's), then the logits ``V_out s_t + c_out``.
 
         ``step`` on plain tensors, so that TorchScript can compile it: returns the logits (batch x 1 x V), s_t of
         every layer, the next step's input feed and alpha. ``hidden`` is layers x batch x hidden; for the LSTM it
         is the (h, c) pair, which runs in Python only.
         """
         x = self.emb_dropout(self.embed(y))  # batch x 1 x emb
-        if self.attention is not None and self.kind == "bahdanau":  # the None test lets TorchScript skip it
+        if self.attention is not None and self.attention_kind == "bahdanau":  # the None test lets TorchScript skip it
             top = (hidden[0] if isinstance(hidden, tuple) else hidden)[-1:]  # 1 x batch x hidden
             context, alpha = self.attention(top.transpose(0, 1), keys, states, mask)
             s, hidden = self.rnn(torch.cat([x, context], dim=-1), hidden)

@@ -18,7 +18,7 @@ class EncoderOutput:
     """Everything the decoder may read from the encoder."""
 
     states: Tensor  # batch x src_len x (hidden * directions): every h_t (step 6)
-    final: State  # layers x batch x (hidden * directions): the last h_T of each layer (step 7)
+    final: State  # layers x batch x (hidden * directions): the last h_T of each layer (encoder step 7)
     mask: Tensor  # batch x src_len, True at real tokens
 
     @property
@@ -37,7 +37,7 @@ class Encoder(nn.Module):
     def __init__(self, vocab_size: int, config: ModelConfig):
         super().__init__()
         self.cell, self.layers = config.cell, config.encoder_layers
-        self.directions = 2 if config.bidirectional else 1
+        self.directions = config.directions
         self.hidden_size = config.hidden_size
         emb_dropout, rnn_dropout, _ = config.dropouts()
         self.embed = nn.Embedding(vocab_size, config.emb_size, padding_idx=PAD)

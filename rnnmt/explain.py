@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from rnnmt.cells import State
-from rnnmt.data import normalize_english
+from rnnmt.data import check_count, check_text, normalize_english
 from rnnmt.decoders import DecoderState, Memory
-from rnnmt.search import Hypothesis, length_limits
-from rnnmt.translator import Translator, check_count, check_text
-from rnnmt.vocabulary import BOS, EOS, encode_source
+from rnnmt.search import Hypothesis
+from rnnmt.vocabulary import BOS, EOS, encode_source, source_pieces
+
+if TYPE_CHECKING:  # explain reads a Translator, which calls it: only the type is needed here
+    from rnnmt.translator import Translator
 
 Record = dict[str, Any]
 
@@ -50,11 +52,11 @@ def explain(translator: Translator, text: str, top_k: int = 5, first: int = 6) -
         raise ValueError("nothing to explain: the text is empty")
     model, search = translator.model, translator.config.search
     ids = encode_source(translator.src, source, search.max_src_len)
-    pieces = translator.src.pieces(source)[: search.max_src_len - 1] + ["</s>"]
+    pieces = source_pieces(translator.src, source, search.max_src_len)
     src = torch.tensor([ids], device=translator.device)  # 1 x src_len
     src_len = torch.tensor([len(ids)], device=translator.device)
     encoded, memory, state = model.encode(src, src_len)
-    limit = int(length_limits(src_len, search.max_len_ratio, search.max_len)[0])
+    limit = search.output_limit(len(ids))
     steps = decode_steps(translator, memory, state, limit, top_k, first)
     chosen = [step["chosen"]["id"] for step in steps]
     attention = torch.tensor([step["attention"] for step in steps]) if model.decoder.attention else None
@@ -71,7 +73,7 @@ def model_record(translator: Translator) -> Record:
     m = translator.model.config
     return {"cell": m.cell, "recurrence": RECURRENCES[m.cell], "emb_size": m.emb_size, "hidden_size": m.hidden_size,
             "encoder_layers": m.encoder_layers, "decoder_layers": m.decoder_layers,
-            "directions": 2 if m.bidirectional else 1, "attention": m.attention, "input_feeding": m.input_feeding,
+            "directions": m.directions, "attention": m.attention, "input_feeding": m.input_feeding,
             "h0": m.h0, "src_vocab": translator.src.size, "tgt_vocab": translator.tgt.size}
 
 
@@ -99,7 +101,7 @@ def decode_steps(translator: Translator, memory: Memory, state: DecoderState, li
     steps = []
     for t in range(limit):
         logits, state, alpha = decoder.step(y, state, memory)
-        logits = logits[0, -1].float()  # tgt_vocab: V s_t + c (step 7)
+        logits = logits[0, -1].float()  # tgt_vocab: V_out s_t + c_out (decoder step 7)
         log_probs = torch.log_softmax(logits, dim=-1)  # step 8, as greedy_search takes it
         best = int(log_probs.argmax())  # step 9
         chosen = EOS if t + 1 >= limit else best  # the length limit ends the sentence, as in greedy_search
@@ -155,7 +157,7 @@ def decoder_lines(step: Record, src_pieces: list[str]) -> list[str]:
     t, chosen = step["t"], step["chosen"]
     lines = [f"step {t}: reads {step['input']['piece']}",
              f"   6. s_{t}: |s| = {step['s']['norm']:.4f}  {numbers(step['s']['first'])}",
-             "   7-8. top logits V s_t + c and softmax:"]
+             "   7-8. top logits V_out s_t + c_out and softmax:"]
     lines += [f"        {w['piece']:<14} logit {w['logit']:+8.4f}  p {w['prob']:.4f}" for w in step["top"]]
     ending = " (the length limit ends the sentence here)" if step["forced_end"] else ""
     lines.append(f"   9. chosen: {chosen['piece']}  p {chosen['prob']:.4f}{ending}")

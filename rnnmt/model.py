@@ -30,7 +30,7 @@ class Seq2Seq(nn.Module):
         self.bridge_c = nn.Linear(self.encoder.output_size, config.hidden_size) if lstm_cell else None
 
     def encode(self, src: Tensor, src_len: Tensor) -> tuple[EncoderOutput, Memory, DecoderState]:
-        """Run the encoder and hand its last state over to the decoder (the seed's step 7)."""
+        """Run the encoder and hand its last state over to the decoder (the seed's encoder step 7)."""
         encoded = self.encoder(src, src_len)
         keys = self.decoder.attention.keys(encoded.states) if self.decoder.attention else encoded.states
         memory = Memory(encoded.states, keys, encoded.mask)
@@ -63,8 +63,8 @@ def sequence_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: f
     """Summed cross-entropy over non-pad target tokens: logits batch x len x V, target batch x len.
 
     The logits keep their dtype: under bf16 autocast, log-softmax and its backward run on the bf16 logits
-    (4.5 times faster here than through an fp32 copy, and no fp32 batch x len x V held for the backward);
-    each token's loss is still summed in fp32.
+    (several times faster than through an fp32 copy, benchmarks/README.md, and no fp32 batch x len x V is held
+    for the backward); each token's loss is still summed in fp32.
     """
     per_token = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=PAD,
                                 label_smoothing=label_smoothing, reduction="none")  # batch * len

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnmt.config import Config, ModelConfig, output_limit
-from rnnmt.data import normalize_english, normalize_hindi
+from rnnmt.config import Config, ModelConfig, SearchConfig
+from rnnmt.data import normalize_english
 from rnnmt.errors import UnsupportedModel
 from rnnmt.model_folder import read_model_folder
-from rnnmt.vocabulary import BOS, EOS, Tokenizer, encode_source, fill_unknown
+from rnnmt.vocabulary import BOS, EOS, Tokenizer, detokenize, encode_source, source_pieces
 
 Params = dict[str, np.ndarray]  # torch's parameter names -> float64 arrays
 
@@ -132,7 +132,7 @@ class Encoded:
 
     states: np.ndarray  # src_len x memory: every top-layer h_t (step 6)
     keys: np.ndarray  # src_len x key: what attention compares s_t with
-    s0: np.ndarray  # decoder_layers x hidden: the state handed to the decoder (step 7)
+    s0: np.ndarray  # decoder_layers x hidden: the state handed to the decoder (encoder step 7)
 
 
 def check_supported(config: ModelConfig) -> None:
@@ -152,7 +152,7 @@ class ReferenceModel:
         check_supported(config)
         self.config = config
         self.w = {name: np.asarray(value, dtype=np.float64) for name, value in weights.items()}
-        directions = 2 if config.bidirectional else 1
+        directions = config.directions
         self.encoder = read_stack(self.w, "encoder.rnn", config.cell, config.encoder_layers, directions)
         self.decoder = read_stack(self.w, "decoder.rnn", config.cell, config.decoder_layers, 1)
         shape = (config.encoder_layers * directions, config.hidden_size)
@@ -192,7 +192,7 @@ class ReferenceModel:
         return alpha @ encoded.states, alpha
 
     def step(self, y: int, s: np.ndarray, encoded: Encoded) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """One decoder step (steps 6-8): ``s_t = tanh(W_dec s_{t-1} + V y_t + c)``, then the logits ``V s_t + c``.
+        """Decoder steps 6-8: ``s_t = tanh(W_dec s_{t-1} + V y_t + c)``, then the logits ``V_out s_t + c_out``.
 
         y is the word chosen last. With attention the logits read ``o_t = W_c [s_t; ctx_t] + b_c``
         instead of s_t; Bahdanau's ctx_t is computed from s_{t-1} and also feeds the recurrence.
@@ -212,14 +212,14 @@ class ReferenceModel:
             out = self.w["decoder.project.weight"] @ out
         return self.w["decoder.output.weight"] @ out + self.w["decoder.output.bias"], s, alpha
 
-    def greedy(self, src: list[int], max_len_ratio: float, max_len: int) -> tuple[list[int], list[np.ndarray | None]]:
-        """Steps 6-10: the word of highest probability in ``softmax(V s_t + c)``, fed back, until </s>.
+    def greedy(self, src: list[int], search: SearchConfig) -> tuple[list[int], list[np.ndarray | None]]:
+        """Decoder steps 6-10: the word of highest probability in ``softmax(V_out s_t + c_out)``, fed back, until </s>.
 
-        src ends with </s>; the last step allowed by ``output_limit`` gives </s>. Returns the ids without
+        src ends with </s>; the last step allowed by ``search.output_limit`` gives </s>. Returns the ids without
         </s>, and alpha_t of every step.
         """
         encoded = self.encode(src)
-        limit = output_limit(len(src), max_len_ratio, max_len)
+        limit = search.output_limit(len(src))
         s, y, ids, alphas = encoded.s0, BOS, [], []
         for t in range(limit):
             logits, s, alpha = self.step(y, s, encoded)
@@ -272,7 +272,8 @@ def loss_and_gradients(model: ReferenceModel, src: list[int], tgt: list[int]) ->
     """``L = -sum_t log y_t[w_t]`` under teacher forcing, and dL/dθ for every weight by BPTT (the seed's model).
 
     src ends with </s>; tgt is the Hindi ids, without <s> or </s>. The decoder reads <s> w_1 .. w_n and must
-    predict w_1 .. w_n </s>, with ``y_t = softmax(z_t)``, ``z_t = V s_t + c``, so ``dL/dz_t = y_t - onehot(w_t)``.
+    predict w_1 .. w_n </s>, with ``y_t = softmax(z_t)`` and ``z_t = V_out s_t + c_out``, so
+    ``dL/dz_t = y_t - onehot(w_t)``.
     The gradients carry torch's parameter names.
     """
     check_seed_model(model.config)
@@ -313,9 +314,7 @@ class ReferenceTranslator:
         source, s = normalize_english(text), self.config.search
         if not source:
             return ""
-        ids, alphas = self.model.greedy(encode_source(self.src, source, s.max_src_len), s.max_len_ratio, s.max_len)
-        pieces = [self.tgt.piece(i) for i in ids]
-        if s.replace_unk and alphas[0] is not None:  # copy the most attended source word for <unk>
-            words = self.src.words_of(self.src.pieces(source)[: s.max_src_len - 1]) + [""]
-            pieces = fill_unknown(pieces, ids, [int(np.argmax(a)) for a in alphas[: len(ids)]], words, self.tgt)
-        return normalize_hindi(self.tgt.join(pieces), indic=False)
+        ids, alphas = self.model.greedy(encode_source(self.src, source, s.max_src_len), s)
+        copy = s.replace_unk and alphas[0] is not None  # copy the most attended source word for <unk>
+        looked_at = [int(np.argmax(a)) for a in alphas[: len(ids)]] if copy else None
+        return detokenize(ids, source_pieces(self.src, source, s.max_src_len), self.src, self.tgt, looked_at)

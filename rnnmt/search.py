@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rnnmt.config import output_limit
+from rnnmt.config import SearchConfig
 from rnnmt.decoders import Decoder, DecoderState, Memory
 from rnnmt.model import Seq2Seq
 from rnnmt.vocabulary import BOS, EOS
@@ -31,20 +31,21 @@ class Hypothesis:
     attention: Tensor | None  # (len(ids) + 1) x src_len, the last row for </s>; None without attention
 
 
-def length_limits(src_len: Tensor, ratio: float, cap: int) -> Tensor:
-    """The most output tokens (</s> included) each sentence may get (see ``config.output_limit``)."""
-    return torch.tensor([output_limit(n, ratio, cap) for n in src_len.tolist()], device=src_len.device)
+def length_limits(src_len: Tensor, search: SearchConfig) -> Tensor:
+    """The most output tokens (</s> included) each sentence may get (see ``SearchConfig.output_limit``)."""
+    return torch.tensor([search.output_limit(n) for n in src_len.tolist()], device=src_len.device)
 
 
 @torch.no_grad()
-def greedy_search(model: Seq2Seq, src: Tensor, src_len: Tensor, max_len_ratio: float = 3.0, max_len: int = 200,
+def greedy_search(model: Seq2Seq, src: Tensor, src_len: Tensor, search: SearchConfig | None = None,
                   loop: nn.Module | None = None) -> list[Hypothesis]:
-    """Pick the most probable word at every step until </s> or the length limit (steps 6-10).
+    """Pick the most probable word at every step until </s> or the length limit (decoder steps 6-10).
 
-    ``loop`` is the model's :class:`GreedyLoop`, compiled or not (see :func:`greedy_loop`); by default a plain one.
+    ``search`` gives the length limits (the defaults if None); ``loop`` is the model's :class:`GreedyLoop`,
+    compiled or not (see :func:`greedy_loop`), by default a plain one.
     """
     _, memory, state = model.encode(src, src_len)
-    return greedy_decode(model, memory, state, length_limits(src_len, max_len_ratio, max_len).to(src.device), loop)
+    return greedy_decode(model, memory, state, length_limits(src_len, search or SearchConfig()).to(src.device), loop)
 
 
 def greedy_decode(model: Seq2Seq, memory: Memory, state: DecoderState, limits: Tensor,
@@ -90,12 +91,12 @@ class GreedyLoop(nn.Module):
 def greedy_loop(decoder: Decoder) -> nn.Module:
     """``decoder``'s greedy loop, compiled by TorchScript when its recurrence is a GRU (fp32 or int8).
 
-    Compiled, the ~30 small ops of each step no longer pass through Python one at a time: 20 steps of the
-    reference model (int8, batch 1, one thread) take 3.1 ms instead of 6.4. torch 2.13 calls TorchScript
-    deprecated in favour of torch.compile, but torch.compile cannot trace the int8 layers (their fbgemm
-    weights break its graph), and the int8 path it can trace runs the output layer at 105 us against
-    fbgemm's 77. The LSTM's (h, c) state and the seed's RNN run the same loop in Python, as does any model
-    TorchScript cannot compile (it reads the source files, so an install without them gets a warning).
+    Compiled, the ~30 small ops of each step no longer pass through Python one at a time, which halves the time
+    of a sentence at batch 1 (benchmarks/README.md). torch 2.13 calls TorchScript deprecated in favour of
+    torch.compile, but torch.compile cannot trace the int8 layers (their fbgemm weights break its graph), and
+    the int8 path it can trace runs the output layer slower than fbgemm. The LSTM's (h, c) state, the seed's
+    RNN and residual stacks run the same loop in Python, as does any model TorchScript cannot compile (it
+    reads the source files, so an install without them gets a warning).
     """
     loop = GreedyLoop(decoder)
     if not isinstance(decoder.rnn, (nn.GRU, torch.ao.nn.quantized.dynamic.GRU)):
@@ -124,18 +125,17 @@ def collect_greedy(tokens: Tensor, log_probs: Tensor, alphas: list[Tensor]) -> l
 
 
 @torch.no_grad()
-def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int, n_best: int = 1,
-                length_penalty: float = 1.0, max_len_ratio: float = 3.0, max_len: int = 200,
+def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, search: SearchConfig,
                 loop: nn.Module | None = None) -> list[list[Hypothesis]]:
-    """Keep the ``beam_size`` best prefixes of every sentence at once; return each one's ``n_best``.
+    """Keep the ``search.beam_size`` best prefixes of every sentence at once; return each one's ``search.n_best``.
 
     All sentences' beams live in one batch of batch * beam rows. A finished beam stays in place and can only
     be extended by </s> at no cost, so it keeps competing on its score. Finals are ranked by
     ``log_prob / ((5 + length) / 6) ** length_penalty`` (Wu et al., 2016); beam size 1 is greedy search.
     """
-    batch, k = src.size(0), beam_size
+    batch, k = src.size(0), search.beam_size
     _, memory, state = model.encode(src, src_len)
-    limits = length_limits(src_len, max_len_ratio, max_len).to(src.device)
+    limits = length_limits(src_len, search).to(src.device)
     greedy = greedy_decode(model, memory, state, limits, loop)
     rows = torch.arange(batch, device=src.device).repeat_interleave(k)  # (batch * k)
     memory, state, limits = memory.select(rows), state.select(rows), limits[rows]
@@ -153,7 +153,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, beam_size: int, n_
         finished = finished[origin] | (token == EOS)
         if bool(finished.all()):
             break
-    return collect_beams(trail, scores, greedy, k, n_best, length_penalty)
+    return collect_beams(trail, scores, greedy, k, search.n_best, search.length_penalty)
 
 
 def best_extensions(scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -209,7 +209,7 @@ def collect_beams(trail: list, scores: Tensor, greedy: list[Hypothesis], k: int,
     return results
 
 
-def penalize(hypothesis: Hypothesis, alpha: float) -> Hypothesis:
-    """Score by ``log_prob / ((5 + length) / 6) ** alpha``, length counting </s> (GNMT's length penalty)."""
-    penalty = ((5.0 + len(hypothesis.ids) + 1) / 6.0) ** alpha
+def penalize(hypothesis: Hypothesis, exponent: float) -> Hypothesis:
+    """Score by ``log_prob / ((5 + length) / 6) ** exponent``, length counting </s> (GNMT's length penalty)."""
+    penalty = ((5.0 + len(hypothesis.ids) + 1) / 6.0) ** exponent
     return Hypothesis(hypothesis.ids, hypothesis.log_prob, hypothesis.log_prob / penalty, hypothesis.attention)

@@ -54,7 +54,7 @@ from rnnmt.vocabulary import Tokenizer, load_tokenizers, train_tokenizers
 log = logging.getLogger(__name__)
 
 # oneDNN keeps a compiled kernel, with its buffers, for every batch shape it meets (1,024 by default). Under
-# bf16 autocast on the CPU that held 200 MB after 60 steps of varied shapes; 8 kept the speed (peers run).
+# bf16 autocast on the CPU that grew memory by hundreds of MB; 8 keeps the speed (benchmarks/README.md).
 ONEDNN_CACHE = 8
 
 
@@ -118,8 +118,8 @@ def set_up_device(train: TrainConfig, world: World) -> tuple[torch.device, torch
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype. ``auto``: bf16 on CUDA and on CPUs with bf16 units, fp32 (none) elsewhere.
 
-    On this machine's AVX512-BF16 units bf16 trained 1.2x faster than fp32 at the default size, 1.45x for
-    ``shared`` and 1.7x at the peers' reference size, with the same dev chrF++ (benchmarks/README.md).
+    Where the CPU has bf16 units, bf16 trains faster than fp32 at every size measured, more so for larger
+    models, with the same dev chrF++ (benchmarks/README.md has the figures).
     """
     if amp == "auto":
         return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and bool(bf16_units())) else None

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import count, islice
@@ -17,11 +18,12 @@ import torch
 
 from rnnmt.batching import collate, pad
 from rnnmt.config import Config
-from rnnmt.data import normalize_english, normalize_hindi
+from rnnmt.data import check_count, check_texts, normalize_english, normalize_hindi
+from rnnmt.explain import explain
 from rnnmt.model import Seq2Seq, quantize
 from rnnmt.model_folder import check_weights, read_model_folder
 from rnnmt.search import Hypothesis, beam_search, greedy_loop, greedy_search
-from rnnmt.vocabulary import PAD, UNK, Tokenizer, encode_source, fill_unknown
+from rnnmt.vocabulary import PAD, Tokenizer, detokenize, encode_source, source_pieces
 
 
 @dataclass
@@ -38,34 +40,6 @@ class Translation:
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
-
-
-def check_text(text: Any, name: str) -> str:
-    """``text`` if it is a str that UTF-8 can hold, else a TypeError/ValueError that names it."""
-    if not isinstance(text, str):
-        raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValueError(f"{name} is not valid Unicode: a lone surrogate at character {err.start}") from None
-    return text
-
-
-def check_texts(texts: Any, name: str = "texts", first: int = 0) -> list[str]:
-    """``texts`` as a list of str that UTF-8 can hold; ``first`` numbers the items of a stream's later chunks."""
-    if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
-        raise TypeError(f"{name} must be a list of str, got {type(texts).__name__}")
-    return [check_text(text, f"{name}[{i}]") for i, text in enumerate(texts, start=first)]
-
-
-def check_count(value: Any, name: str, most: int | None = None, why: str = "") -> None:
-    """A whole number from 1 (to ``most``), or a TypeError/ValueError that says what is allowed."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if most is None and value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    if most is not None and not 1 <= value <= most:
-        raise ValueError(f"{name} must be from 1 to {most}{why}, got {value}")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -150,17 +124,16 @@ class Translator:
 
     def search(self, sources: list[str], beam_size: int, n_best: int) -> list[list[Hypothesis]]:
         """Run greedy or beam search on one batch of normalised sentences."""
-        s = self.config.search
-        ids = [encode_source(self.src, text, s.max_src_len) for text in sources]
+        search = dataclasses.replace(self.config.search, beam_size=beam_size, n_best=n_best)
+        ids = [encode_source(self.src, text, search.max_src_len) for text in sources]
         src, src_len = pad(ids).to(self.device), torch.tensor([len(i) for i in ids], device=self.device)
         if beam_size == 1:
-            return [[h] for h in greedy_search(self.model, src, src_len, s.max_len_ratio, s.max_len, self.greedy)]
-        return beam_search(self.model, src, src_len, beam_size, n_best, s.length_penalty, s.max_len_ratio, s.max_len,
-                           self.greedy)
+            return [[h] for h in greedy_search(self.model, src, src_len, search, self.greedy)]
+        return beam_search(self.model, src, src_len, search, self.greedy)
 
     def package(self, source: str, hypotheses: list[Hypothesis]) -> Translation:
         """Turn the best hypotheses into text, copying a source word wherever the output is <unk>."""
-        src_pieces = self.src.pieces(source)[: self.config.search.max_src_len - 1] + ["</s>"]
+        src_pieces = source_pieces(self.src, source, self.config.search.max_src_len)
         best = hypotheses[0]
         texts = [self.detokenize(h, src_pieces) for h in hypotheses]
         columns = len(src_pieces)  # the batch pads sources to its longest; padding got zero weight
@@ -170,12 +143,10 @@ class Translator:
                            [(text, h.score) for text, h in zip(texts, hypotheses, strict=True)])
 
     def detokenize(self, hypothesis: Hypothesis, src_pieces: list[str]) -> str:
-        pieces = [self.tgt.piece(i) for i in hypothesis.ids]
-        if self.config.search.replace_unk and hypothesis.attention is not None and UNK in hypothesis.ids:
-            looked_at = hypothesis.attention.argmax(-1).tolist()
-            pieces = fill_unknown(pieces, hypothesis.ids, looked_at, self.src.words_of(src_pieces[:-1]) + [""],
-                                  self.tgt)
-        return normalize_hindi(self.tgt.join(pieces), indic=False)
+        """The hypothesis's Hindi, each <unk> copied from its most attended source word (``search.replace_unk``)."""
+        copy = self.config.search.replace_unk and hypothesis.attention is not None
+        looked_at = hypothesis.attention.argmax(-1).tolist() if copy else None
+        return detokenize(hypothesis.ids, src_pieces, self.src, self.tgt, looked_at)
 
     @torch.no_grad()
     def score(self, sources: list[str], targets: list[str]) -> list[float]:
@@ -201,6 +172,4 @@ class Translator:
 
     def explain(self, text: str, top_k: int = 5) -> dict[str, Any]:
         """The seed's table walked through for ``text`` with the model's real numbers (see ``rnnmt.explain``)."""
-        from rnnmt.explain import explain  # imported here: rnnmt.explain imports this module
-
         return explain(self, text, top_k)

@@ -208,6 +208,24 @@ def encode_source(tokenizer: Tokenizer, text: str, max_len: int, sampling: Sampl
     return tokenizer.encode(text, sampling)[: max_len - 1] + [EOS]
 
 
+def source_pieces(tokenizer: Tokenizer, text: str, max_len: int) -> list[str]:
+    """The English pieces the model reads, cut as ``encode_source`` cuts the ids: ``max_len - 1``, then </s>."""
+    return tokenizer.pieces(text)[: max_len - 1] + [SPECIALS[EOS]]
+
+
+def detokenize(ids: list[int], src_pieces: list[str], src: Tokenizer, tgt: Tokenizer,
+               looked_at: list[int] | None) -> str:
+    """Hindi text of output ids (without </s>), in NFC with single spaces.
+
+    With ``looked_at``, the source position each output step attended to most, every <unk> becomes the source
+    word there (``src_pieces`` are the source's pieces, </s> last).
+    """
+    pieces = [tgt.piece(i) for i in ids]
+    if looked_at is not None and UNK in ids:
+        pieces = fill_unknown(pieces, ids, looked_at, src.words_of(src_pieces[:-1]) + [""], tgt)
+    return " ".join(unicodedata.normalize("NFC", tgt.join(pieces)).split())
+
+
 def seed_sampling(seed: int) -> None:
     """Seed SentencePiece's generator, so that the same seed samples the same segmentations."""
     spm.set_random_generator_seed(seed)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +15,6 @@ import torch
 from rnnmt.config import config_from_dict
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TEST_DATA = Path(__file__).parent / "data"
 
 
 def tiny_config(**sections) -> dict:
@@ -54,3 +58,25 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the real corpora are not here ({SHARED_DATA} is absent); CI has them")
     return SHARED_DATA
+
+
+@contextlib.contextmanager
+def served(app) -> Iterator[tuple[str, int]]:
+    """``app`` served by uvicorn on a free loopback port, in a thread, while the block runs; yields (host, port)."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -7,15 +7,12 @@ Screenshots go to tests/artifacts/ (git-ignored) for a person to look at.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
+from conftest import served
 from rnnmt.serving import create_app
 from rnnmt.translator import Translator
 
@@ -36,20 +33,8 @@ HEATMAP_COLUMNS = "document.querySelectorAll('#heatmap thead th').length"
 @pytest.fixture(scope="module")
 def server(tiny_model) -> Iterator[str]:
     """The app served by uvicorn on a free loopback port, in a thread; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    app = create_app(Translator.load(tiny_model, "cpu"))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with served(create_app(Translator.load(tiny_model, "cpu"))) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="module")

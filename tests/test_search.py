@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from rnnmt.batching import pad
-from rnnmt.config import CorpusConfig, ModelConfig
+from rnnmt.config import CorpusConfig, ModelConfig, SearchConfig
 from rnnmt.data import read_corpus
 from rnnmt.model import build_model, quantize
 from rnnmt.search import GreedyLoop, beam_search, best_extensions, greedy_loop, greedy_search, length_limits
 from rnnmt.translator import Translator
-from rnnmt.vocabulary import EOS, encode_source
+from rnnmt.vocabulary import BOS, EOS, encode_source
 
 HELD_OUT = [en for en, _ in read_corpus(CorpusConfig(bundled="test"))][:60]
 
@@ -28,13 +28,13 @@ def test_greedy_picks_the_argmax_at_every_step(tiny_model):
     translator = Translator.load(tiny_model, "cpu")
     model = translator.model
     src, src_len = batch_of(translator, HELD_OUT[:20])
-    limits = length_limits(src_len, 3.0, 200)
+    limits = length_limits(src_len, SearchConfig(max_len_ratio=3.0, max_len=200))
     ended = [i for i, h in enumerate(greedy_search(model, src, src_len)) if len(h.ids) + 1 < limits[i]]
     assert ended, "some sentence should end with </s> rather than at the length limit"
     src, src_len = batch_of(translator, [HELD_OUT[ended[0]]])
     (hypothesis,) = greedy_search(model, src, src_len)
     _, memory, state = model.encode(src, src_len)
-    y, total = torch.tensor([[2]]), 0.0
+    y, total = torch.tensor([[BOS]]), 0.0
     with torch.no_grad():
         for expected in hypothesis.ids + [EOS]:
             logits, state, _ = model.decoder.step(y, state, memory)
@@ -98,7 +98,7 @@ def test_beam_size_one_is_exactly_greedy(tiny_model):
     translator = Translator.load(tiny_model, "cpu")
     src, src_len = batch_of(translator, HELD_OUT)
     greedy = greedy_search(translator.model, src, src_len)
-    beam = beam_search(translator.model, src, src_len, beam_size=1)
+    beam = beam_search(translator.model, src, src_len, SearchConfig(beam_size=1))
     for g, (b,) in zip(greedy, beam, strict=True):
         assert g.ids == b.ids
         assert close(g.log_prob, b.log_prob)
@@ -109,7 +109,7 @@ def test_beam_finds_a_model_score_at_least_as_high_as_greedy(tiny_model):
     translator = Translator.load(tiny_model, "cpu")
     src, src_len = batch_of(translator, HELD_OUT)
     greedy = greedy_search(translator.model, src, src_len)
-    beam = beam_search(translator.model, src, src_len, beam_size=5, length_penalty=0.0)
+    beam = beam_search(translator.model, src, src_len, SearchConfig(beam_size=5, length_penalty=0.0))
     for g, (b,) in zip(greedy, beam, strict=True):
         assert b.log_prob >= g.log_prob or close(b.log_prob, g.log_prob)
 
@@ -117,7 +117,8 @@ def test_beam_finds_a_model_score_at_least_as_high_as_greedy(tiny_model):
 def test_n_best_lists_are_sorted_distinct_and_scored_like_score(tiny_model):
     translator = Translator.load(tiny_model, "cpu")
     src, src_len = batch_of(translator, HELD_OUT[:8])
-    results = beam_search(translator.model, src, src_len, beam_size=4, n_best=4)
+    results = beam_search(translator.model, src, src_len, SearchConfig(beam_size=4, n_best=4))
+    compared = 0
     for sentence, n_best in zip(HELD_OUT[:8], results, strict=True):
         assert len(n_best) == 4
         assert [h.score for h in n_best] == sorted((h.score for h in n_best), reverse=True)
@@ -125,19 +126,23 @@ def test_n_best_lists_are_sorted_distinct_and_scored_like_score(tiny_model):
         hindi = translator.tgt.decode(n_best[0].ids)
         if translator.tgt.encode(hindi) == n_best[0].ids:  # the text re-encodes to the same pieces
             assert abs(translator.score([sentence], [hindi])[0] - n_best[0].log_prob) < 1e-3
+            compared += 1
+    assert compared >= 4, "too few best texts re-encode to their own pieces for the score to be compared"
 
 
 def test_attention_rows_belong_to_output_tokens(tiny_model):
     translator = Translator.load(tiny_model, "cpu")
     src, src_len = batch_of(translator, HELD_OUT[:4])
-    for (h,), length in zip(beam_search(translator.model, src, src_len, beam_size=3), src_len, strict=True):
+    results = beam_search(translator.model, src, src_len, SearchConfig(beam_size=3))
+    for (h,), length in zip(results, src_len, strict=True):
         assert h.attention.shape == (len(h.ids) + 1, src.size(1))
         torch.testing.assert_close(h.attention.sum(-1), torch.ones(len(h.ids) + 1))
         assert torch.all(h.attention[:, int(length) :] == 0)
 
 
 def test_length_limits_grow_with_the_source_and_stop_at_the_cap():
-    assert length_limits(torch.tensor([1, 10, 500]), 2.0, 200).tolist() == [7, 25, 200]
+    limits = length_limits(torch.tensor([1, 10, 500]), SearchConfig(max_len_ratio=2.0, max_len=200))
+    assert limits.tolist() == [7, 25, 200]
 
 
 def test_ranking_each_rows_best_words_equals_ranking_every_word():

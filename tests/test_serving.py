@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import served
 from rnnmt.serving import CSP, STATIC, ServeSettings, create_app, host_name
 from rnnmt.translator import Translator
 
@@ -49,19 +49,8 @@ def client(translator) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def server(translator) -> Iterator[tuple[str, int]]:
     """The app with ``LIMITS`` served by uvicorn on a free loopback port, in a thread; yields (host, port)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(translator, LIMITS), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield sock.getsockname()
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with served(create_app(translator, LIMITS)) as address:
+        yield address
 
 
 class Gate:

@@ -122,7 +122,7 @@ def walkthrough_lines(text: str) -> list[str]:
     ids = src.encode(SENTENCE) + [EOS]
     encoded = model.encode(ids)
     lines, chosen = decoder_lines(model, tgt, encoded)
-    assert chosen == model.greedy(ids, config.search.max_len_ratio, config.search.max_len)[0]
+    assert chosen == model.greedy(ids, config.search)[0]
     return encoder_lines(model, src, ids, encoded) + lines + [f"{SENTENCE} → {tgt.decode(chosen)}"]
 
 
