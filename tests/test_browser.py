@@ -21,13 +21,13 @@ if not CHROMIUM.is_file():
     pytest.skip(f"Debian's chromium is not installed ({CHROMIUM} is absent): apt-get install -y chromium",
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
+expect = sync_api.expect
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DEVANAGARI = re.compile("[\u0900-\u097f]")
 SENTENCE = "My sister's wedding is in December."
-HEATMAP_COLUMNS = "document.querySelectorAll('#heatmap thead th').length"
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +53,12 @@ def open_page(browser, server: str, width: int, height: int, outside: list[str])
     page.on("console", lambda message: outside.append(message.text) if "Content Security Policy" in message.text
             else None)
     page.goto(server)
-    page.wait_for_function("document.getElementById('model-info').textContent.startsWith('Model')")
+    expect(page.locator("#model-info")).to_have_text(re.compile("^Model"))  # waits without eval, which the CSP bars
     return page
 
 
 def wait_for_hindi(page) -> str:
-    page.wait_for_function("/[\\u0900-\\u097f]/.test(document.getElementById('hindi').textContent)", timeout=15000)
+    expect(page.locator("#hindi")).to_have_text(DEVANAGARI, timeout=15000)
     return page.text_content("#hindi")
 
 
@@ -72,11 +72,12 @@ def test_translate_shows_hindi_a_heatmap_and_the_steps(browser, server):
     assert rows >= 2 and columns == len(SENTENCE.split()) + 1  # words (the default view), then </s>
     assert page.locator("#heatmap tbody td").count() == rows * columns
     page.get_by_label("Subword pieces", exact=True).check()  # the tiny model's vocabulary splits words
-    page.wait_for_function(f"{HEATMAP_COLUMNS} > {columns}")
+    expect(page.locator("#heatmap thead th")).not_to_have_count(columns)
     pieces = page.locator("#heatmap thead th").count()
+    assert pieces > columns
     assert page.locator("#heatmap tbody td").count() == page.locator("#heatmap tbody tr").count() * pieces
     page.get_by_label("Words", exact=True).check()
-    page.wait_for_function(f"{HEATMAP_COLUMNS} === {columns}")
+    expect(page.locator("#heatmap thead th")).to_have_count(columns)
     page.get_by_role("button", name="Explain the steps").click()
     page.wait_for_selector("#explain-panel:not([hidden]) .step")
     page.get_by_role("button", name="Next step").click()
