@@ -107,12 +107,15 @@ def translate_torch(args: argparse.Namespace, sources: Iterable[str]) -> Iterato
     translator = Translator.load(args.model, args.device, args.precision)
     if args.batch_size:
         translator.config.search.batch_size = args.batch_size
-    if args.n_best == 1:
+    if args.alignments and translator.model.decoder.attention is None:
+        raise ConfigError(f"--alignments reads attention, and {', '.join(args.model)} has none")
+    if args.n_best == 1 and not args.alignments:
         checked_search(translator, args.beam_size, None)
         return translator.translate_stream(sources, args.beam_size)
     beam_size = args.beam_size or max(translator.config.search.beam_size, args.n_best)
     checked_search(translator, beam_size, args.n_best)
-    return (n_best_block(result) for chunk in chunks(sources, 1024)
+    show = n_best_block if args.n_best > 1 else lambda result: f"{result.text} ||| {result.alignment}"
+    return (show(result) for chunk in chunks(sources, 1024)
             for result in translator.translate_full(chunk, beam_size, args.n_best))
 
 
@@ -138,9 +141,11 @@ def n_best_block(result: Translation) -> str:
 
 def translate_numpy(args: argparse.Namespace, sources: Iterable[str]) -> Iterator[str]:
     """Greedy translation by the NumPy reference engine; nothing on this path imports torch."""
-    if (args.beam_size or 1) > 1 or args.n_best > 1:
-        raise ConfigError("--engine numpy searches greedily only: drop --beam-size and --n-best")
-    engine = ReferenceTranslator.load(args.model)
+    if (args.beam_size or 1) > 1 or args.n_best > 1 or args.alignments:
+        raise ConfigError("--engine numpy searches greedily only: drop --beam-size, --n-best and --alignments")
+    if len(args.model) > 1:
+        raise ConfigError("--engine numpy translates with one model: give one -m")
+    engine = ReferenceTranslator.load(args.model[0])
     return (engine.translate(line) for line in sources)
 
 
@@ -157,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise DataError(f"{args.src} has {len(sources)} lines but {path} has {len(stream)}")
     hypotheses = translator.translate(sources, args.beam_size)
     src = Path(args.src).resolve()  # two test sets are often both dev.en: their folder tells them apart
-    out = Path(args.out or Path(args.model) / "eval" / f"{src.parent.name}.{src.name}.hyp")
+    out = Path(args.out or Path(args.model[0]) / "eval" / f"{src.parent.name}.{src.name}.hyp")
     write_bytes(out, "".join(h + "\n" for h in hypotheses).encode("utf-8"))
     scores = corpus_scores(hypotheses, references)
     if args.json:
@@ -176,8 +181,17 @@ def cmd_average(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace, overrides: list[str]) -> None:
-    from rnnmt.study import Budget, bottleneck, load_rows, recipe
+    from rnnmt.study import Budget, bottleneck, gradients, load_rows, recipe
 
+    if args.study == "gradients":
+        models = [Path(m) for m in args.models.split(",")] if args.models else None
+        budget = Budget(steps=args.budget_steps) if args.budget_steps else Budget(minutes=args.budget_minutes)
+        results = gradients(load_config(args.data, overrides), Path(args.out), budget, tuple(args.cells.split(",")),
+                            models, args.sentences, args.loss)
+        print(Path(args.out, "gradients.md").read_text(encoding="utf-8"))
+        print(f"table, plot and JSON in {args.out}; models: "
+              + ", ".join(m["folder"] for m in results["models"].values()))
+        return
     if args.study == "recipe":
         only = args.only.split(",") if args.only else None
         budget = Budget(steps=args.budget_steps) if args.budget_steps else Budget(minutes=args.budget_minutes)
@@ -287,7 +301,8 @@ def parser() -> argparse.ArgumentParser:
     for name, help_text in (("translate", "translate text given as arguments, or stdin to stdout"),
                             ("evaluate", "translate a test set and score it with sacreBLEU")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
+        p.add_argument("-m", "--model", required=True, action="append",
+                       help="a model folder written by rnnmt train; give it again for an ensemble (-m A -m B)")
         p.add_argument("--beam-size", type=beam_size,
                        help=f"1 is greedy search, at most {MAX_BEAM} (default: the model's config)")
         p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -299,6 +314,9 @@ def parser() -> argparse.ArgumentParser:
                            help="print the n best translations with scores, at most --beam-size (default beam: the"
                                 " model's, raised to n)")
             p.add_argument("--batch-size", type=positive_int, help="sentences per batch")
+            p.add_argument("--alignments", action="store_true",
+                           help="print 'translation ||| alignment', the word alignment read from attention in"
+                                " Pharaoh format (i-j: English word i, Hindi word j)")
             p.add_argument("--engine", choices=("torch", "numpy"), default="torch",
                            help="numpy: the reference engine, greedy search without torch")
         else:
@@ -311,18 +329,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=positive_int, default=5, help="how many of the last kept checkpoints (default: 5)")
     p.add_argument("--out", required=True, help="the new model folder")
     p = sub.add_parser("study", help="measure the model: `bottleneck` trains it without and with attention, `recipe`"
-                       " with one change at a time",
+                       " with one change at a time, `gradients` measures dL/dh_t by distance for each cell",
                        epilog="Config fields can be overridden as in train: --model.cell rnn")
-    p.add_argument("study", choices=("bottleneck", "recipe"), help="which study to run")
+    p.add_argument("study", choices=("bottleneck", "recipe", "gradients"), help="which study to run")
     p.add_argument("--data", default="shared", help="the config (data and model) both models share (default: shared)")
     p.add_argument("--budget-minutes", type=positive_float, default=10.0, help="training minutes for each model")
     p.add_argument("--attention", default="luong_general", choices=("bahdanau", "luong_dot", "luong_general"))
     p.add_argument("--holdout", type=count, default=0,
                    help="score on this many pairs held out of the training data (default: the config's dev set)")
     p.add_argument("--budget-steps", type=count, default=0,
-                   help="recipe: train each row this many steps instead of --budget-minutes")
+                   help="recipe, gradients: train each row (each cell) this many steps instead of --budget-minutes")
     p.add_argument("--rows", default="levers", help="recipe: a YAML file of rows, or a bundled one (data, levers)")
     p.add_argument("--only", help="recipe: train only these rows (slugs, comma-separated); the table has all rows done")
+    p.add_argument("--cells", default="rnn,gru,lstm",
+                   help="gradients: the cells to train, comma-separated (default: rnn,gru,lstm)")
+    p.add_argument("--models", help="gradients: measure these model folders (comma-separated) instead of training")
+    p.add_argument("--sentences", type=positive_int, default=500,
+                   help="gradients: training pairs measured, drawn at random (default: 500)")
+    p.add_argument("--loss", choices=("sentence", "last"), default="sentence",
+                   help="gradients: L is the whole target's cross-entropy, or its last token's (default: sentence)")
     p.add_argument("--out", help="folder for the models, table and plots (default: runs/STUDY)")
     p = sub.add_parser("explain", help="walk one translation through the seed's table with the real numbers")
     p.add_argument("-m", "--model", required=True, help="a model folder written by rnnmt train")
@@ -351,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "translate" and args.beam_size and args.n_best > args.beam_size:
         parser().error(f"argument --n-best: {args.n_best} cannot exceed --beam-size {args.beam_size}")
+    if args.command == "translate" and args.alignments and args.n_best > 1:
+        parser().error("argument --alignments: give it without --n-best (it aligns the best translation)")
     if args.command == "train" and args.seed is not None:
         rest += ["--train.seed", str(args.seed)]
     if args.command == "study":

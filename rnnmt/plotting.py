@@ -1,4 +1,4 @@
-"""Pictures: loss curves, attention heatmaps and scores by length, saved as PNG."""
+"""Pictures: loss curves, attention heatmaps, scores by length and gradient norms, saved as PNG."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,23 @@ def plot_curves(curves: dict[str, dict[str, float]], metric: str, path: Path) ->
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def plot_gradient_norms(norms: dict[str, dict[int, float]], relative: dict[str, dict[int, float]], path: Path) -> None:
+    """One line per model, log scale: mean ``||dL/dh_t||`` (left) and its ratio to distance 0 (right) by distance."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    panels = ((axes[0], norms, "mean ||dL/dh_t||"), (axes[1], relative, "mean of ||dL/dh_t|| / ||dL/dh_T||"))
+    for ax, series, ylabel in panels:
+        for label, points in series.items():
+            distances = sorted(d for d, value in points.items() if value > 0)  # 0 has no place on a log scale
+            ax.plot(distances, [points[d] for d in distances], marker=".", label=label)
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("distance from the end of the source, T - t (tokens)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
     save(fig, path)
 
 

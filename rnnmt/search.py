@@ -99,8 +99,8 @@ def greedy_loop(decoder: Decoder) -> nn.Module:
     reads the source files, so an install without them gets a warning).
     """
     loop = GreedyLoop(decoder)
-    if not isinstance(decoder.rnn, (nn.GRU, torch.ao.nn.quantized.dynamic.GRU)):
-        return loop
+    if not isinstance(getattr(decoder, "rnn", None), (nn.GRU, torch.ao.nn.quantized.dynamic.GRU)):
+        return loop  # another cell, or an ensemble's decoders
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)

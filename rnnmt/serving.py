@@ -182,6 +182,8 @@ class TranslationOut(BaseModel):
     src_tokens: list[str] = Field(description="English tokens, </s> last")
     tgt_tokens: list[str] = Field(description="Hindi tokens, </s> last")
     attention: list[list[float]] | None = Field(description="len(tgt_tokens) x len(src_tokens); rows sum to 1")
+    alignment: str | None = Field(description="word alignment from attention, Pharaoh format: i-j pairs of English "
+                                              "word i and Hindi word j (whitespace words)")
 
 
 class Timings(BaseModel):
@@ -207,7 +209,8 @@ def translation_out(t: Translation) -> TranslationOut:
     attention = None if t.attention is None else [[round(w, 4) for w in row] for row in t.attention]
     return TranslationOut(source=t.source, text=t.text, score=finite(t.log_prob),
                           n_best=[Alternative(text=text, score=finite(s)) for text, s in t.n_best],
-                          src_tokens=t.src_pieces, tgt_tokens=t.tgt_pieces, attention=attention)
+                          src_tokens=t.src_pieces, tgt_tokens=t.tgt_pieces, attention=attention,
+                          alignment=t.alignment)
 
 
 @dataclass

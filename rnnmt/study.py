@@ -6,6 +6,16 @@ model with attention on the same data, budget and seed, then scores both by sour
 
 ``recipe`` is an ablation: the same config trained with one change at a time (a lever, a corpus, a weight),
 on the same data, seed and time budget, each row scored on every dev set with greedy search and beam 5.
+
+``gradients`` measures the vanishing gradient: how much of the loss's gradient reaches the encoder state h_t
+at each distance d = T - t from the end of the source, for the ``rnn``, ``gru`` and ``lstm`` cells. Without
+attention L reaches the encoder only through s_0 = h_T, and backpropagation through time gives
+
+    dL/dh_t = (dh_{t+1}/dh_t)^T dL/dh_{t+1},    for the seed's cell  dh_{t+1}/dh_t = diag(1 - h_{t+1}^2) W
+
+so dL/dh_{T-d} is dL/dh_T through d such factors, each shrinking it wherever tanh saturates or W is small.
+The GRU adds diag(z_{t+1}) to each factor (``h_t = (1 - z_t) * n_t + z_t * h_{t-1}``): a path its gate can
+hold open. The LSTM's c_t carries f_t in the same way.
 """
 
 from __future__ import annotations
@@ -19,15 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 import yaml
+from torch import Tensor, nn
+from tqdm import tqdm
 
-from rnnmt.config import Config, ConfigError, CorpusConfig, build, config_from_dict, set_dotted
+from rnnmt.batching import Batch, Example, collate, encode_pairs
+from rnnmt.cells import CELLS, SeedRNN, State
+from rnnmt.config import Config, ConfigError, CorpusConfig, ModelConfig, build, config_from_dict, set_dotted
 from rnnmt.data import load_pairs, normalize_hindi, read_corpus
+from rnnmt.decoders import DecoderState, Memory
 from rnnmt.metrics import corpus_scores
-from rnnmt.model_folder import write_bytes, write_json
-from rnnmt.plotting import plot_attention, plot_curves, plot_scores_by_length
+from rnnmt.model import Seq2Seq, build_model, sequence_loss
+from rnnmt.model_folder import ModelFolder, read_model_folder, write_bytes, write_json
+from rnnmt.plotting import plot_attention, plot_curves, plot_gradient_norms, plot_scores_by_length
 from rnnmt.training import read_history, train
 from rnnmt.translator import Translator
+from rnnmt.vocabulary import PAD
 
 log = logging.getLogger(__name__)
 
@@ -302,4 +321,247 @@ def recipe_table(results: list[dict]) -> str:
         cells += [f"{r['scores'][n][beam]['bleu']:.2f}" for n in sets]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- **{r['name']}**: {r['what']} ({r['pairs']:,} pairs, {r['minutes']} min)" for r in results]
+    return "\n".join(lines + [""] + notes) + "\n"
+
+
+# The vanishing gradient, measured ------------------------------------------------------------------------------
+
+GRADIENT_LOSSES = ("sentence", "last")
+SHOWN_DISTANCES = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100)
+
+
+def check_gradient_model(config: ModelConfig, where: str) -> None:
+    """The study's model: one encoder layer, one direction, no attention; name the first setting that differs.
+
+    Without attention the decoder reads only s_0 = h_T, so whatever reaches h_t for t < T came back through
+    the recurrence: the path along which gradients vanish. Attention would give every h_t a direct path.
+    """
+    wanted = {"encoder_layers": 1, "bidirectional": False, "attention": "none"}
+    for name, value in wanted.items():
+        if getattr(config, name) != value:
+            raise ConfigError(f"{where}: model.{name} is {getattr(config, name)!r}; the gradients study needs"
+                              f" {', '.join(f'{k}: {v}' for k, v in wanted.items())}")
+
+
+def gradient_variant(base: Config, cell: str, budget: Budget) -> Config:
+    """The base config with ``cell``, the study's encoder (one layer, one direction), no attention, and the budget."""
+    config = copy.deepcopy(base)
+    config.name = f"gradients-{cell}"
+    config.model.cell, config.model.attention, config.model.input_feeding = cell, "none", False
+    config.model.encoder_layers, config.model.bidirectional = 1, False
+    config.train.max_minutes, config.train.max_steps = budget.minutes, budget.steps
+    return config
+
+
+def rnn_step(rnn: SeedRNN, h: Tensor, x: Tensor) -> Tensor:
+    """The seed's step 4 with the SeedRNN's own parameters: ``h_t = tanh(W h_{t-1} + U x_t + b)``."""
+    return torch.tanh(F.linear(h, rnn.W[0]) + F.linear(x, rnn.U[0], rnn.b[0]))
+
+
+def gru_step(rnn: nn.GRU, h: Tensor, x: Tensor) -> Tensor:
+    """torch's GRU cell with the layer's weights, U = weight_ih_l0, W = weight_hh_l0, b = bias_ih_l0, b_W = bias_hh_l0:
+
+        r_t = sigmoid(U_r x_t + b_r + W_r h_{t-1} + b_Wr)
+        z_t = sigmoid(U_z x_t + b_z + W_z h_{t-1} + b_Wz)
+        n_t = tanh(U_n x_t + b_n + r_t * (W_n h_{t-1} + b_Wn))
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+    """
+    u_r, u_z, u_n = F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0).chunk(3, dim=-1)  # each batch x hidden
+    w_r, w_z, w_n = F.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0).chunk(3, dim=-1)
+    r, z = torch.sigmoid(u_r + w_r), torch.sigmoid(u_z + w_z)
+    n = torch.tanh(u_n + r * w_n)
+    return (1.0 - z) * n + z * h
+
+
+def lstm_step(rnn: nn.LSTM, state: tuple[Tensor, Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+    """torch's LSTM cell with the layer's weights (gates [i; f; g; o], U = weight_ih_l0, W = weight_hh_l0):
+
+        i_t, f_t, o_t = sigmoid(U_. x_t + b_. + W_. h_{t-1} + b_W.)      input, forget, output gates
+        g_t = tanh(U_g x_t + b_g + W_g h_{t-1} + b_Wg)
+        c_t = f_t * c_{t-1} + i_t * g_t        h_t = o_t * tanh(c_t)
+    """
+    h, c = state
+    gates = F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0) + F.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0)
+    i, f, g, o = gates.chunk(4, dim=-1)  # each batch x hidden
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def stepwise_encode(model: Seq2Seq, src: Tensor) -> tuple[list[Tensor], State]:
+    """h_1 .. h_T (each batch x hidden), one position at a time, and the final state as ``Encoder`` gives it.
+
+    The same states as the encoder's fused kernel (tested), but each h_t is a tensor of its own, so that
+    autograd can give dL/dh_t. src: batch x T, no padding (every source of the batch has length T).
+    """
+    encoder = model.encoder
+    x = encoder.embed(src)  # batch x T x emb
+    start = encoder.initial_state(src.size(0))  # 1 x batch x hidden (a pair for the LSTM), or None for zeros
+    zeros = x.new_zeros(src.size(0), encoder.hidden_size)  # batch x hidden
+    if encoder.cell == "lstm":
+        state = (start[0][0], start[1][0]) if start is not None else (zeros, zeros)
+    else:
+        state = start[0] if start is not None else zeros
+    step = {"rnn": rnn_step, "gru": gru_step, "lstm": lstm_step}[encoder.cell]
+    hs = []
+    for t in range(src.size(1)):
+        state = step(encoder.rnn, state, x[:, t])
+        hs.append(state[0] if isinstance(state, tuple) else state)
+    final = (state[0][None], state[1][None]) if isinstance(state, tuple) else state[None]  # 1 x batch x hidden
+    return hs, final
+
+
+def last_token_only(tgt_out: Tensor) -> Tensor:
+    """tgt_out with every token but each row's last (its </s>) replaced by <pad>, so the loss skips them."""
+    rows = torch.arange(tgt_out.size(0))
+    last = (tgt_out != PAD).sum(dim=1) - 1  # batch
+    only = torch.full_like(tgt_out, PAD)
+    only[rows, last] = tgt_out[rows, last]
+    return only
+
+
+def state_gradients(model: Seq2Seq, batch: Batch, loss: str = "sentence") -> tuple[Tensor, Tensor]:
+    """The loss L of a batch of same-length sources, and dL/dh_t for t = 1..T: batch x T x hidden.
+
+    ``sentence``: ``L = -sum_j log p(y_j | y_<j, s_0)`` over the whole teacher-forced target y_1 .. y_n </s>
+    (training's loss, without label smoothing). Without attention all of it enters the encoder at the end of
+    the sentence, through s_0 = h_T, and it is what training descends, so dL/dh_t is the signal that reaches
+    position t. ``last``: the </s> term alone, the loss of the sentence's last output token. Each sentence's L
+    depends on its own h_t only, so the gradient of the batch's sum holds every sentence's own dL/dh_t.
+    For the LSTM, h_t is its output state; dL/dc_t, on its cell state, is not reported.
+    """
+    hs, final = stepwise_encode(model, batch.src)
+    states = torch.stack(hs, dim=1)  # batch x T x hidden: only for Memory's shape; no attention reads it
+    memory = Memory(states, states, torch.ones(batch.src.shape, dtype=torch.bool))
+    logits, _, _ = model.decoder(batch.tgt_in, DecoderState(model.hand_over(final)), memory)
+    target = batch.tgt_out if loss == "sentence" else last_token_only(batch.tgt_out)
+    total = sequence_loss(logits, target)
+    return total.detach(), torch.stack(torch.autograd.grad(total, hs), dim=1)
+
+
+def gradient_norms(model: Seq2Seq, examples: list[Example], loss: str = "sentence",
+                   batch_size: int = 64) -> list[list[float]]:
+    """``||dL/dh_{T-d}||`` for d = 0 .. T-1 of each example (distance 0 first), in the examples' order.
+
+    Sources of the same length go through the model together, so no batch has padding.
+    """
+    model.eval()
+    by_length: dict[int, list[int]] = {}
+    for i, (src, _) in enumerate(examples):
+        by_length.setdefault(len(src), []).append(i)
+    norms: list[list[float]] = [[] for _ in examples]
+    groups = [indices[i : i + batch_size] for indices in by_length.values() for i in range(0, len(indices), batch_size)]
+    for group in tqdm(groups, desc="dL/dh_t", unit=" batches", leave=False):
+        _, grads = state_gradients(model, collate([examples[i] for i in group]), loss)
+        for i, row in zip(group, grads.norm(dim=-1).flip(1).tolist(), strict=True):  # batch x T, distance 0 first
+            norms[i] = row
+    return norms
+
+
+def by_distance(norms: list[list[float]], min_sentences: int) -> list[dict[str, Any]]:
+    """Per distance d: the sentences long enough, the mean of ``||dL/dh_{T-d}||``, and the mean of its ratio to d = 0.
+
+    Distances stop where fewer than ``min_sentences`` sentences reach.
+    """
+    rows = []
+    for d in range(max(map(len, norms), default=0)):
+        reaching = [n for n in norms if len(n) > d and n[0] > 0]
+        if len(reaching) < min_sentences:
+            break
+        rows.append({"distance": d, "sentences": len(reaching),
+                     "mean_norm": sum(n[d] for n in reaching) / len(reaching),
+                     "relative": sum(n[d] / n[0] for n in reaching) / len(reaching)})
+    return rows
+
+
+def load_model(path: str | Path) -> tuple[Seq2Seq, ModelFolder]:
+    """A model folder's model on the CPU in float64 and eval mode, refused unless the study can measure it.
+
+    float64, because a saturated tanh RNN's gradient falls below what float32 holds within 20 steps: there
+    ``1 - h_t^2`` rounds to 0 and dL/dh_t would read exactly 0 where its true size is, say, 1e-25.
+    """
+    folder = read_model_folder(path)
+    check_gradient_model(folder.config.model, str(folder.path))
+    model = build_model(folder.config.model, folder.src.size, folder.tgt.size, folder)
+    return model.double().eval(), folder
+
+
+def measure_model(path: Path, pairs: list[tuple[str, str]], loss: str, min_sentences: int) -> dict[str, Any]:
+    """The table rows of one model folder, on ``pairs`` segmented by the folder's own tokenizers."""
+    model, folder = load_model(path)
+    search = folder.config.search
+    examples = encode_pairs(pairs, folder.src, folder.tgt, search.max_src_len)
+    norms = gradient_norms(model, examples, loss)
+    return {"folder": str(path), "cell": folder.config.model.cell, "steps": folder.metadata.get("steps"),
+            "rows": by_distance(norms, min_sentences)}
+
+
+def gradient_sentences(base: Config, count: int, seed: int) -> list[tuple[str, str]]:
+    """``count`` pairs drawn at random from the config's training data: the signal training itself receives."""
+    pairs = load_pairs(base.data.train, base.data)
+    return random.Random(seed).sample(pairs, min(count, len(pairs)))
+
+
+def gradients(base: Config, out: Path, budget: Budget | None = None, cells: tuple[str, ...] = CELLS,
+              models: list[Path] | None = None, sentences: int = 500, loss: str = "sentence",
+              min_sentences: int = 10) -> dict[str, Any]:
+    """Train a model per cell into out/CELL (or take ``models``), measure dL/dh_t by distance, and write the report.
+
+    Every model is measured on the same ``sentences`` pairs of ``base``'s training data. Models trained here
+    have attention none and one one-way encoder layer, whatever ``base`` says (see ``check_gradient_model``).
+    """
+    if loss not in GRADIENT_LOSSES:
+        raise ConfigError(f"loss is {loss!r}; allowed values: {', '.join(GRADIENT_LOSSES)}")
+    unknown = [cell for cell in cells if cell not in CELLS]
+    if unknown:
+        raise ConfigError(f"cell {unknown[0]!r} is unknown; allowed values: {', '.join(CELLS)}")
+    if models is None:
+        if budget is None:
+            raise ConfigError("the gradients study trains its models: give it a budget, or model folders")
+        models = []
+        for cell in cells:
+            folder = out / cell
+            log.info("gradients study: training the %s cell for %s into %s", cell, budget.describe(), folder)
+            train(gradient_variant(base, cell, budget), folder, overwrite=True)
+            models.append(folder)
+    pairs = gradient_sentences(base, sentences, base.train.seed)
+    measured = [measure_model(Path(path), pairs, loss, min_sentences) for path in models]
+    cells_seen = [m["cell"] for m in measured]
+    results: dict[str, Any] = {"loss": loss, "sentences": len(pairs), "data": [c.describe() for c in base.data.train],
+                               "models": {}}
+    for m in measured:
+        label = m["cell"] if cells_seen.count(m["cell"]) == 1 else f"{m['cell']} ({Path(m['folder']).name})"
+        results["models"][label] = m
+    write_gradients_report(results, out)
+    return results
+
+
+def write_gradients_report(results: dict[str, Any], out: Path) -> None:
+    """gradients.json, gradients.md and gradients.png (mean norm and its ratio to distance 0, log scale)."""
+    write_json(out / "gradients.json", results)
+    write_bytes(out / "gradients.md", gradients_table(results).encode("utf-8"))
+    models = results["models"]
+    plot_gradient_norms({label: {r["distance"]: r["mean_norm"] for r in m["rows"]} for label, m in models.items()},
+                        {label: {r["distance"]: r["relative"] for r in m["rows"]} for label, m in models.items()},
+                        out / "gradients.png")
+
+
+LOSS_NAMES = {"sentence": "L = -sum_j log p(y_j | y_<j, s_0), the whole teacher-forced target",
+              "last": "L = -log p(</s> | y_1..y_n, s_0), the target's last token"}
+
+
+def gradients_table(results: dict[str, Any]) -> str:
+    """One line per shown distance: the sentences that reach it, then each model's mean norm and its ratio to d = 0."""
+    models = results["models"]
+    rows = {label: {r["distance"]: r for r in m["rows"]} for label, m in models.items()}
+    deepest = max((d for r in rows.values() for d in r), default=-1)
+    shown = sorted({d for d in SHOWN_DISTANCES if d <= deepest} | ({deepest} if deepest >= 0 else set()))
+    header = "| distance T-t | sentences | " + " | ".join(f"{m} mean ‖dL/dh_t‖ | {m} ÷ d=0" for m in models) + " |"
+    lines = [f"{LOSS_NAMES[results['loss']]}; {results['sentences']} training sentences; means over the sentences"
+             " with more than T-t source tokens.", "",
+             header, "|---:|---:|" + "---:|" * (2 * len(models))]
+    for d in shown:
+        counts = sorted({r[d]["sentences"] for r in rows.values() if d in r})
+        cells = [f"{r[d]['mean_norm']:.3g} | {r[d]['relative']:.3g}" if d in r else " | " for r in rows.values()]
+        lines.append(f"| {d} | {'/'.join(map(str, counts))} | " + " | ".join(cells) + " |")
+    notes = [f"- **{label}**: {m['folder']} ({m['steps']} steps)" for label, m in models.items()]
     return "\n".join(lines + [""] + notes) + "\n"

@@ -19,11 +19,13 @@ import torch
 from rnnmt.batching import collate, pad
 from rnnmt.config import Config
 from rnnmt.data import check_count, check_texts, normalize_english, normalize_hindi
+from rnnmt.ensemble import Ensemble
+from rnnmt.errors import ModelFolderError
 from rnnmt.explain import explain
-from rnnmt.model import Seq2Seq, quantize
-from rnnmt.model_folder import check_weights, read_model_folder
+from rnnmt.model import Seq2Seq, build_model, quantize
+from rnnmt.model_folder import read_model_folder
 from rnnmt.search import Hypothesis, beam_search, greedy_loop, greedy_search
-from rnnmt.vocabulary import PAD, Tokenizer, detokenize, encode_source, source_pieces
+from rnnmt.vocabulary import PAD, Tokenizer, encode_source, join_text, output_pieces, source_pieces, word_indices
 
 
 @dataclass
@@ -37,9 +39,24 @@ class Translation:
     tgt_pieces: list[str] = field(default_factory=list)  # Hindi tokens, </s> last
     attention: list[list[float]] | None = None  # len(tgt_pieces) x len(src_pieces), rows sum to 1
     n_best: list[tuple[str, float]] = field(default_factory=list)  # (text, search score), best first
+    alignment: str | None = None  # Pharaoh "i-j ...": English word i for Hindi word j (None without attention)
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+def word_alignment(attention: list[list[float]], src_words: list[int], tgt_words: list[int]) -> str:
+    """Each Hindi word with the English word it attended to most, in Pharaoh's ``i-j`` pairs (i English, j Hindi).
+
+    ``attention`` is output pieces x source pieces, </s> last on both sides (left out here); ``src_words`` and
+    ``tgt_words`` give each piece's whitespace word. A word's weight on another sums over both words' pieces.
+    """
+    if not src_words or not tgt_words:
+        return ""
+    weights = torch.tensor(attention)[: len(tgt_words), : len(src_words)]  # tgt pieces x src pieces
+    by_words = torch.zeros(max(tgt_words) + 1, max(src_words) + 1)  # tgt words x src words
+    by_words.index_put_((torch.tensor(tgt_words)[:, None], torch.tensor(src_words)[None, :]), weights, accumulate=True)
+    return " ".join(f"{i}-{j}" for j, i in enumerate(by_words.argmax(dim=1).tolist()))
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -52,7 +69,7 @@ def pick_device(name: str = "auto") -> torch.device:
 class Translator:
     """A trained model with its tokenizers and search settings."""
 
-    def __init__(self, model: Seq2Seq, config: Config, src: Tokenizer, tgt: Tokenizer,
+    def __init__(self, model: Seq2Seq | Ensemble, config: Config, src: Tokenizer, tgt: Tokenizer,
                  metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu", precision: str = "fp32"):
         self.device = torch.device(device)
         if precision != "fp32" and self.device.type != "cpu":
@@ -63,14 +80,28 @@ class Translator:
         self.metadata = metadata or {}
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", precision: str | None = None) -> Translator:
-        """Load a model folder written by ``rnnmt train``; ``precision`` defaults to its ``search.precision``."""
-        folder = read_model_folder(path)
-        model = Seq2Seq(folder.config.model, folder.src.size, folder.tgt.size)
-        check_weights(folder.path, {name: tuple(t.shape) for name, t in model.state_dict().items()}, folder.weights)
-        model.load_state_dict({name: torch.from_numpy(array) for name, array in folder.weights.items()})
-        return cls(model, folder.config, folder.src, folder.tgt, folder.metadata, pick_device(device),
-                   precision or folder.config.search.precision)
+    def load(cls, path: str | Path | list[str | Path], device: str = "auto", precision: str | None = None
+             ) -> Translator:
+        """Load a model folder written by ``rnnmt train``, or several as an ensemble (see ``rnnmt.ensemble``).
+
+        ``precision`` defaults to the (first) model's ``search.precision``; an ensemble searches with its first
+        model's settings, and its models must share their vocabularies.
+        """
+        paths = path if isinstance(path, list) else [path]
+        if not paths:
+            raise ValueError("Translator.load needs a model folder, or a list of at least one")
+        folders = [read_model_folder(p) for p in paths]
+        first = folders[0]
+        for other in folders[1:]:
+            if (other.src.to_bytes(), other.tgt.to_bytes()) != (first.src.to_bytes(), first.tgt.to_bytes()):
+                raise ModelFolderError(f"{other.path}: its vocabularies differ from {first.path}'s; an ensemble's"
+                                       " models must share them (train them with one --init-from or one vocab)")
+        models = [build_model(f.config.model, f.src.size, f.tgt.size, f) for f in folders]
+        model, metadata = models[0], first.metadata
+        if len(models) > 1:
+            model, metadata = Ensemble(models), {**metadata, "ensemble": [str(f.path) for f in folders]}
+        return cls(model, first.config, first.src, first.tgt, metadata, pick_device(device),
+                   precision or first.config.search.precision)
 
     def translate(self, texts: str | list[str], beam_size: int | None = None) -> str | list[str]:
         """Hindi for each English text (a str for a str); an empty text gives an empty translation."""
@@ -135,18 +166,25 @@ class Translator:
         """Turn the best hypotheses into text, copying a source word wherever the output is <unk>."""
         src_pieces = source_pieces(self.src, source, self.config.search.max_src_len)
         best = hypotheses[0]
-        texts = [self.detokenize(h, src_pieces) for h in hypotheses]
+        pieces = [self.output_pieces(h, src_pieces) for h in hypotheses]
+        texts = [join_text(self.tgt, p) for p in pieces]
         columns = len(src_pieces)  # the batch pads sources to its longest; padding got zero weight
         attention = best.attention[:, :columns].float().cpu().tolist() if best.attention is not None else None
+        alignment = None if attention is None else word_alignment(
+            attention, word_indices(self.src, src_pieces[:-1]), word_indices(self.tgt, pieces[0]))
         return Translation(source, texts[0], best.log_prob, src_pieces,
                            [self.tgt.piece(i) for i in best.ids] + ["</s>"], attention,
-                           [(text, h.score) for text, h in zip(texts, hypotheses, strict=True)])
+                           [(text, h.score) for text, h in zip(texts, hypotheses, strict=True)], alignment)
 
-    def detokenize(self, hypothesis: Hypothesis, src_pieces: list[str]) -> str:
-        """The hypothesis's Hindi, each <unk> copied from its most attended source word (``search.replace_unk``)."""
+    def output_pieces(self, hypothesis: Hypothesis, src_pieces: list[str]) -> list[str]:
+        """The hypothesis's pieces, each <unk> copied from its most attended source word (``search.replace_unk``)."""
         copy = self.config.search.replace_unk and hypothesis.attention is not None
         looked_at = hypothesis.attention.argmax(-1).tolist() if copy else None
-        return detokenize(hypothesis.ids, src_pieces, self.src, self.tgt, looked_at)
+        return output_pieces(hypothesis.ids, src_pieces, self.src, self.tgt, looked_at)
+
+    def detokenize(self, hypothesis: Hypothesis, src_pieces: list[str]) -> str:
+        """The hypothesis's Hindi text, as ``translate`` gives it."""
+        return join_text(self.tgt, self.output_pieces(hypothesis, src_pieces))
 
     @torch.no_grad()
     def score(self, sources: list[str], targets: list[str]) -> list[float]:
@@ -172,4 +210,6 @@ class Translator:
 
     def explain(self, text: str, top_k: int = 5) -> dict[str, Any]:
         """The seed's table walked through for ``text`` with the model's real numbers (see ``rnnmt.explain``)."""
+        if isinstance(self.model, Ensemble):
+            raise ValueError("explain walks one model through the seed's table; load one model folder, not several")
         return explain(self, text, top_k)

@@ -39,6 +39,8 @@ class Tokenizer(Protocol):
 
     def words_of(self, pieces: list[str]) -> list[str]: ...
 
+    def word_starts(self, pieces: list[str]) -> list[bool]: ...
+
     def word_piece(self, word: str) -> str: ...
 
     def to_bytes(self) -> bytes: ...
@@ -101,6 +103,10 @@ class SentencePieceTokenizer:
             words[-1] += piece
             spans.append(len(words) - 1)
         return [words[i].lstrip("▁") for i in spans]
+
+    def word_starts(self, pieces: list[str]) -> list[bool]:
+        """For each piece, whether ``join`` begins a new whitespace word with it (at a piece beginning with ▁)."""
+        return [piece.startswith("▁") for piece in pieces]
 
     @staticmethod
     def word_piece(word: str) -> str:
@@ -179,6 +185,11 @@ class WordTokenizer:
     def words_of(self, pieces: list[str]) -> list[str]:
         return list(pieces)
 
+    def word_starts(self, pieces: list[str]) -> list[bool]:
+        """For each piece, whether ``join`` puts a space before it: not before closing punctuation, not after
+        opening punctuation."""
+        return [i > 0 and piece not in CLOSING and pieces[i - 1][-1:] not in OPENING for i, piece in enumerate(pieces)]
+
     @staticmethod
     def word_piece(word: str) -> str:
         """``word`` as a piece for ``join``: the word itself."""
@@ -213,9 +224,9 @@ def source_pieces(tokenizer: Tokenizer, text: str, max_len: int) -> list[str]:
     return tokenizer.pieces(text)[: max_len - 1] + [SPECIALS[EOS]]
 
 
-def detokenize(ids: list[int], src_pieces: list[str], src: Tokenizer, tgt: Tokenizer,
-               looked_at: list[int] | None) -> str:
-    """Hindi text of output ids (without </s>), in NFC with single spaces.
+def output_pieces(ids: list[int], src_pieces: list[str], src: Tokenizer, tgt: Tokenizer,
+                  looked_at: list[int] | None) -> list[str]:
+    """The pieces of output ids (without </s>).
 
     With ``looked_at``, the source position each output step attended to most, every <unk> becomes the source
     word there (``src_pieces`` are the source's pieces, </s> last).
@@ -223,7 +234,27 @@ def detokenize(ids: list[int], src_pieces: list[str], src: Tokenizer, tgt: Token
     pieces = [tgt.piece(i) for i in ids]
     if looked_at is not None and UNK in ids:
         pieces = fill_unknown(pieces, ids, looked_at, src.words_of(src_pieces[:-1]) + [""], tgt)
+    return pieces
+
+
+def join_text(tgt: Tokenizer, pieces: list[str]) -> str:
+    """Text from output pieces, in NFC with single spaces."""
     return " ".join(unicodedata.normalize("NFC", tgt.join(pieces)).split())
+
+
+def detokenize(ids: list[int], src_pieces: list[str], src: Tokenizer, tgt: Tokenizer,
+               looked_at: list[int] | None) -> str:
+    """Hindi text of output ids (without </s>), <unk> copied as ``output_pieces`` says, in NFC with single spaces."""
+    return join_text(tgt, output_pieces(ids, src_pieces, src, tgt, looked_at))
+
+
+def word_indices(tokenizer: Tokenizer, pieces: list[str]) -> list[int]:
+    """For each piece, the whitespace word of ``tokenizer.join(pieces)`` it falls in (0 for the first)."""
+    indices, word = [], -1
+    for start in tokenizer.word_starts(pieces):
+        word += start or word < 0
+        indices.append(word)
+    return indices
 
 
 def seed_sampling(seed: int) -> None:

@@ -250,3 +250,12 @@ def test_train_init_from_fine_tunes_a_model(tiny_model, tmp_path, capsys):
     assert metadata["parent"]["model"] == str(tiny_model.resolve())
     assert main(["train", str(config), "--model-dir", str(tmp_path / "x"), "--init-from", str(tmp_path)]) == 2
     assert "missing config.yaml" in capsys.readouterr().err
+
+
+def test_translate_prints_alignments_and_takes_an_ensemble(tiny_model, capsys):
+    assert main(["translate", "-m", str(tiny_model), "--alignments", "Flowers bloom in spring."]) == 0
+    text, alignment = capsys.readouterr().out.strip().split(" ||| ")
+    assert text == "वसंत में फूल खिलते हैं।" and len(alignment.split()) == len(text.split())
+    assert main(["translate", "-m", str(tiny_model), "-m", str(tiny_model), "Flowers bloom in spring."]) == 0
+    assert capsys.readouterr().out.strip() == text  # the same model twice translates as once
+    assert run("translate", "-m", str(tiny_model), "--alignments", "--n-best", "2", "Hi").returncode == 2

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnmt.search import Hypothesis
-from rnnmt.translator import Translator
+from rnnmt.translator import Translator, word_alignment
 from rnnmt.vocabulary import SPECIALS, UNK, WordTokenizer
 
 
@@ -132,3 +132,23 @@ def test_a_copied_word_gets_no_subword_marker_with_word_vocabularies(tiny_model)
     rows = [[0.0, 0.0, 1.0, 0.0] for _ in range(4)]  # every step looked at "Zxqwv"
     hypothesis = Hypothesis([4, UNK, 5, 6], -1.0, -1.0, torch.tensor(rows))
     assert translator.detokenize(hypothesis, src.pieces("I love Zxqwv") + ["</s>"]) == "मुझे Zxqwv पसंद है"
+
+
+def test_word_alignment_sums_pieces_into_words_and_takes_the_most_attended():
+    # English pieces "▁The" "▁cat" "s" </s> are words 0 1 1; Hindi "▁बि" "ल्लि" "याँ" "▁" "हैं" </s> are 0 0 0 1 1
+    attention = [[0.1, 0.6, 0.2, 0.1],
+                 [0.5, 0.2, 0.2, 0.1],  # alone this piece looks at "The", but its word's pieces sum to "cats"
+                 [0.0, 0.3, 0.6, 0.1],
+                 [0.7, 0.1, 0.1, 0.1],
+                 [0.6, 0.2, 0.1, 0.1],
+                 [0.0, 0.0, 0.0, 1.0]]
+    assert word_alignment(attention, [0, 1, 1], [0, 0, 0, 1, 1]) == "1-0 0-1"
+    assert word_alignment([[1.0]], [], []) == ""
+
+
+def test_alignments_name_real_words_of_both_sides(tiny_model):
+    sentences = ["How are you?", "Please open the window.", "I like tea very much."]
+    for result in Translator.load(tiny_model).translate_full(sentences, beam_size=3):
+        pairs = [tuple(map(int, pair.split("-"))) for pair in result.alignment.split()]
+        assert [j for _, j in pairs] == list(range(len(result.text.split())))  # every Hindi word, once, in order
+        assert all(0 <= i < len(result.source.split()) for i, _ in pairs)
