@@ -1,10 +1,20 @@
 """Config: defaults in one place, strict validation, overrides, and a YAML round trip."""
 
+import dataclasses
 import re
 
 import pytest
+import yaml
 
-from rnnmt.config import Config, ConfigError, config_from_dict, config_to_yaml, load_config, parse_overrides
+from rnnmt.config import (
+    BUNDLED_CONFIGS,
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_yaml,
+    load_config,
+    parse_overrides,
+)
 
 
 @pytest.mark.parametrize("name", ["default", "seed", "shared"])
@@ -118,3 +128,11 @@ def test_a_bad_override_is_blamed_not_the_file(tmp_path):
 def test_an_override_that_is_not_yaml_is_named():
     with pytest.raises(ConfigError, match=r"^override --data.train: '\[\{' is not valid YAML: .*line 1, column 3"):
         parse_overrides(["--data.train", "[{"])
+
+
+def test_the_reference_config_lists_every_field():
+    """default.yaml is the commented reference: every field of every section is written out there."""
+    raw = yaml.safe_load((BUNDLED_CONFIGS / "default.yaml").read_text(encoding="utf-8"))
+    for section in ("data", "vocab", "model", "train", "search"):
+        fields = {f.name for f in dataclasses.fields(getattr(Config(), section))}
+        assert fields == set(raw[section]), f"{section}: missing {sorted(fields - set(raw[section]))}"
