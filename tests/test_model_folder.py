@@ -157,3 +157,21 @@ def test_a_run_resumes_only_with_the_config_it_started_with(tmp_path):
     longer["model"]["hidden_size"] = 32  # the model may not
     with pytest.raises(TrainingError, match="its run has another model section"):
         train(config_from_dict(longer), tmp_path / "m", resume=True)
+
+
+def test_a_folder_written_before_the_quality_levers_still_loads(tiny_model, tmp_path):
+    """Folders of rnnmt 0.2 have no corpus weights, dropout fields, tying or EMA, and one dev set as a mapping."""
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model, old)
+    raw = yaml.safe_load((old / "config.yaml").read_text(encoding="utf-8"))
+    for corpus in raw["data"]["train"]:
+        del corpus["weight"], corpus["name"]
+    raw["data"]["dev"] = {k: v for k, v in raw["data"]["dev"][0].items() if k not in ("weight", "name")}
+    for section, names in {"vocab": ["sampling", "sampling_alpha", "sampling_nbest"],
+                           "model": ["residual", "tie_embeddings", "emb_dropout", "rnn_dropout", "out_dropout",
+                                     "word_dropout"],
+                           "train": ["ema_decay", "keep_checkpoints", "tensorboard"]}.items():
+        for name in names:
+            del raw[section][name]
+    (old / "config.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert Translator.load(old).translate(SENTENCES) == Translator.load(tiny_model).translate(SENTENCES)
