@@ -102,21 +102,26 @@ def invalid_utf8(bad: list[int], what: str) -> DataError:
 
 def translate_torch(args: argparse.Namespace, sources: Iterable[str]) -> Iterator[str]:
     """The translations of ``sources`` in order, or with ``--n-best`` a block of scored alternatives for each."""
+    from rnnmt.glossary import Glossary
     from rnnmt.translator import Translator
 
+    glossary = Glossary.read(args.glossary) if args.glossary else None  # a bad file fails before the model loads
     translator = Translator.load(args.model, args.device, args.precision)
     if args.batch_size:
         translator.config.search.batch_size = args.batch_size
     if args.alignments and translator.model.decoder.attention is None:
         raise ConfigError(f"--alignments reads attention, and {', '.join(args.model)} has none")
+    if glossary is not None and (args.beam_size or translator.config.search.beam_size) == 1:
+        log.warning("--glossary with beam size 1: each term goes in as early as it can; --beam-size 5 or more "
+                    "lets the beam place it")
     if args.n_best == 1 and not args.alignments:
         checked_search(translator, args.beam_size, None)
-        return translator.translate_stream(sources, args.beam_size)
+        return translator.translate_stream(sources, args.beam_size, glossary=glossary)
     beam_size = args.beam_size or max(translator.config.search.beam_size, args.n_best)
     checked_search(translator, beam_size, args.n_best)
     show = n_best_block if args.n_best > 1 else lambda result: f"{result.text} ||| {result.alignment}"
     return (show(result) for chunk in chunks(sources, 1024)
-            for result in translator.translate_full(chunk, beam_size, args.n_best))
+            for result in translator.translate_full(chunk, beam_size, args.n_best, glossary))
 
 
 def checked_search(translator: Translator, beam_size: int | None, n_best: int | None) -> None:
@@ -141,8 +146,9 @@ def n_best_block(result: Translation) -> str:
 
 def translate_numpy(args: argparse.Namespace, sources: Iterable[str]) -> Iterator[str]:
     """Greedy translation by the NumPy reference engine; nothing on this path imports torch."""
-    if (args.beam_size or 1) > 1 or args.n_best > 1 or args.alignments:
-        raise ConfigError("--engine numpy searches greedily only: drop --beam-size, --n-best and --alignments")
+    if (args.beam_size or 1) > 1 or args.n_best > 1 or args.alignments or args.glossary:
+        raise ConfigError("--engine numpy searches greedily only: drop --beam-size, --n-best, --alignments and"
+                          " --glossary")
     if len(args.model) > 1:
         raise ConfigError("--engine numpy translates with one model: give one -m")
     engine = ReferenceTranslator.load(args.model[0])
@@ -319,6 +325,10 @@ def parser() -> argparse.ArgumentParser:
                                 " Pharaoh format (i-j: English word i, Hindi word j)")
             p.add_argument("--engine", choices=("torch", "numpy"), default="torch",
                            help="numpy: the reference engine, greedy search without torch")
+            p.add_argument("--glossary", metavar="FILE",
+                           help="a UTF-8 file of English<TAB>Hindi terms: where an English term occurs in a sentence"
+                                " (whole words, any case), its Hindi is forced into the translation (lexically"
+                                " constrained beam search); best with --beam-size 5 or more")
         else:
             p.add_argument("--src", required=True, help="English file, one sentence per line")
             p.add_argument("--ref", required=True, nargs="+", help="Hindi reference file(s)")

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from rnnmt.model_folder import atomic_write  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 
@@ -112,10 +114,9 @@ def plot_gradient_norms(norms: dict[str, dict[int, float]], relative: dict[str, 
 
 
 def save(fig: plt.Figure, path: Path) -> None:
-    """Write a figure as PNG atomically and free it."""
+    """Write a figure as PNG atomically (as every file of a model folder is written) and free it."""
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)

@@ -1,6 +1,6 @@
 """Serving: a FastAPI app over one Translator, with micro-batching, limits, and the page at ``/``.
 
-    POST /translate  {"text": "..."} or {"texts": [...]}, optional beam_size and n_best
+    POST /translate  {"text": "..."} or {"texts": [...]}, optional beam_size, n_best and glossary
     POST /explain    {"text": "..."}: the step-by-step record of one greedy translation
     GET  /health     liveness and queue depth
     GET  /model      languages, cell, attention, size, training data, scores, limits
@@ -42,6 +42,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rnnmt.glossary import Glossary
 from rnnmt.translator import Translation, Translator
 
 STATIC = Path(__file__).parent / "static"
@@ -60,6 +61,8 @@ class ServeSettings:
     max_chars: int = 1000  # characters per text (413 beyond)
     max_texts: int = 32  # texts per request (413 beyond)
     max_beam: int = 10  # largest beam_size and n_best (422 beyond)
+    max_glossary_terms: int = 100  # glossary terms per request (413 beyond)
+    max_term_chars: int = 100  # characters per side of a glossary term (413 beyond)
     queue_size: int = 64  # requests accepted but not yet answered (503 beyond)
     timeout_s: float = 30.0  # per request, waiting in the queue included (504 beyond)
     batch_wait_ms: float = 5.0  # how long a batch waits for more requests after its first one
@@ -88,7 +91,7 @@ class ServeSettings:
     @property
     def max_body_bytes(self) -> int:
         """The largest JSON body a request within the limits can need (12 bytes per escaped character)."""
-        return 12 * self.max_chars * self.max_texts + 65536
+        return 12 * (self.max_chars * self.max_texts + 2 * self.max_term_chars * self.max_glossary_terms) + 65536
 
 
 def check_hosts(hosts: list[str]) -> None:
@@ -126,6 +129,19 @@ def valid_unicode(text: str) -> str:
     return text
 
 
+class GlossaryTerm(BaseModel):
+    """One glossary entry: an English term and the Hindi its translation must contain."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    source: str = Field(description="an English term, matched on whole words in any case", examples=["virus"])
+    target: str = Field(description="the Hindi the translation must contain for it", examples=["वायरस"])
+
+    @field_validator("source", "target")
+    @classmethod
+    def check_side(cls, text: str) -> str:
+        return valid_unicode(text)
+
+
 class TranslateRequest(BaseModel):
     """English to translate: exactly one of ``text`` or ``texts``."""
 
@@ -134,6 +150,9 @@ class TranslateRequest(BaseModel):
     texts: list[str] | None = Field(None, description="several English texts, translated together")
     beam_size: int | None = Field(None, ge=1, description="1 is greedy search; default: the model's config")
     n_best: int = Field(1, ge=1, description="alternatives returned per text, at most beam_size")
+    glossary: list[GlossaryTerm] | None = Field(
+        None, description="terms whose Hindi must appear in the translation of each text that holds them "
+                          "(lexically constrained beam search: best with beam_size 5 or more)")
 
     @field_validator("text")
     @classmethod
@@ -184,6 +203,9 @@ class TranslationOut(BaseModel):
     attention: list[list[float]] | None = Field(description="len(tgt_tokens) x len(src_tokens); rows sum to 1")
     alignment: str | None = Field(description="word alignment from attention, Pharaoh format: i-j pairs of English "
                                               "word i and Hindi word j (whitespace words)")
+    terms: list[GlossaryTerm] = Field(description="the glossary's terms found in the text and forced into the "
+                                                  "translation")
+    warnings: list[str] = Field(description="glossary terms found in the text but not forced, and why")
 
 
 class Timings(BaseModel):
@@ -210,7 +232,8 @@ def translation_out(t: Translation) -> TranslationOut:
     return TranslationOut(source=t.source, text=t.text, score=finite(t.log_prob),
                           n_best=[Alternative(text=text, score=finite(s)) for text, s in t.n_best],
                           src_tokens=t.src_pieces, tgt_tokens=t.tgt_pieces, attention=attention,
-                          alignment=t.alignment)
+                          alignment=t.alignment, terms=[GlossaryTerm(source=en, target=hi) for en, hi in t.terms],
+                          warnings=t.warnings)
 
 
 @dataclass
@@ -220,6 +243,7 @@ class Job:
     texts: list[str]
     beam_size: int
     n_best: int
+    glossary: Glossary | None
     future: asyncio.Future
     queued: float = field(default_factory=time.perf_counter)
 
@@ -254,11 +278,12 @@ class ModelWorker:
         self.task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def translate(self, texts: list[str], beam_size: int, n_best: int) -> Done:
+    async def translate(self, texts: list[str], beam_size: int, n_best: int, glossary: Glossary | None = None
+                        ) -> Done:
         """Queue the texts for the next batch and wait for them, within the limits."""
         self.admit()
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait(Job(texts, beam_size, n_best, future))
+        self.queue.put_nowait(Job(texts, beam_size, n_best, glossary, future))
         return await self.wait(future)
 
     async def explain(self, text: str) -> dict[str, Any]:
@@ -287,14 +312,15 @@ class ModelWorker:
         return asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def batch_forever(self) -> None:
-        """Gather the jobs that arrive together, then translate them, one model call per search setting."""
+        """Gather the jobs that arrive together, then translate them, one model call per search setting (beam size,
+        n-best and glossary: requests with equal glossaries share a call)."""
         while True:
-            groups: dict[tuple[int, int], list[Job]] = {}
+            groups: dict[tuple[int, int, Glossary | None], list[Job]] = {}
             for job in await self.gather():
                 if not job.future.done():  # a request that timed out is not translated
-                    groups.setdefault((job.beam_size, job.n_best), []).append(job)
-            for (beam_size, n_best), jobs in groups.items():
-                await self.run_batch(jobs, beam_size, n_best)
+                    groups.setdefault((job.beam_size, job.n_best, job.glossary), []).append(job)
+            for (beam_size, n_best, glossary), jobs in groups.items():
+                await self.run_batch(jobs, beam_size, n_best, glossary)
 
     async def gather(self) -> list[Job]:
         """The next job, and those that join it within ``batch_wait_ms`` up to ``max_batch`` texts."""
@@ -310,12 +336,12 @@ class ModelWorker:
             size += len(jobs[-1].texts)
         return jobs
 
-    async def run_batch(self, jobs: list[Job], beam_size: int, n_best: int) -> None:
+    async def run_batch(self, jobs: list[Job], beam_size: int, n_best: int, glossary: Glossary | None) -> None:
         """Translate all the jobs' texts in one call and hand each job its share (or the error)."""
         texts = [text for job in jobs for text in job.texts]
         start = time.perf_counter()
         try:
-            results = await self.run(self.translator.translate_full, texts, beam_size, n_best)
+            results = await self.run(self.translator.translate_full, texts, beam_size, n_best, glossary)
         except Exception as err:  # handed to every waiting request, which answers 500
             for job in jobs:
                 if not job.future.done():
@@ -336,6 +362,25 @@ def check_limits(texts: list[str], settings: ServeSettings) -> None:
         if len(text) > settings.max_chars:
             raise ApiError(413, "text_too_long",
                            f"text {i} has {len(text)} characters; the limit is {settings.max_chars}")
+
+
+def check_glossary(terms: list[GlossaryTerm] | None, settings: ServeSettings) -> Glossary | None:
+    """The request's glossary (None for none or an empty one): 413 for too many or too long terms, 422 for an
+    empty side or an English term given twice with different Hindi, naming the term."""
+    if not terms:
+        return None
+    if len(terms) > settings.max_glossary_terms:
+        raise ApiError(413, "too_many_terms", f"{len(terms)} glossary terms; the limit is "
+                                              f"{settings.max_glossary_terms} per request")
+    for i, term in enumerate(terms):
+        for side in ("source", "target"):
+            if len(getattr(term, side)) > settings.max_term_chars:
+                raise ApiError(413, "term_too_long", f"glossary[{i}].{side} has {len(getattr(term, side))} "
+                                                     f"characters; the limit is {settings.max_term_chars}")
+    try:
+        return Glossary.of([(term.source, term.target) for term in terms])
+    except ValueError as err:
+        raise ApiError(422, "invalid_glossary", str(err)) from None
 
 
 def check_search(request: TranslateRequest, translator: Translator, settings: ServeSettings) -> int:
@@ -552,7 +597,8 @@ def add_routes(app: FastAPI, worker: ModelWorker, settings: ServeSettings) -> No
         texts = request.all_texts()
         check_limits(texts, settings)
         beam_size = check_search(request, translator, settings)
-        done = await worker.translate(texts, beam_size, request.n_best)
+        glossary = check_glossary(request.glossary, settings)
+        done = await worker.translate(texts, beam_size, request.n_best, glossary)
         timings = Timings(queue_ms=done.queue_ms, model_ms=done.model_ms, batch_texts=done.batch_texts,
                           total_ms=(time.perf_counter() - arrived) * 1000)
         return TranslateResponse(translations=[translation_out(t) for t in done.translations],

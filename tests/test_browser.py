@@ -107,3 +107,20 @@ def test_keyboard_alone_on_a_phone_width_screen(browser, server):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways"
     page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
     assert outside == []
+
+
+def test_a_glossary_term_is_forced_and_named(browser, server):
+    outside: list[str] = []
+    page = open_page(browser, server, 1280, 900, outside)
+    page.fill("#source", "Flowers bloom in spring.")
+    page.locator("#glossary-box summary").click()  # the box opens
+    page.fill("#glossary", "Spring = बसंत\n\nzebra\tज़ेबरा\n")
+    page.select_option("#beam", "5")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    expect(page.locator("#terms")).to_have_text("Glossary terms used: Spring → बसंत.")
+    assert wait_for_hindi(page).count("बसंत") == 1
+    page.screenshot(path=str(ARTIFACTS / "page-glossary.png"), full_page=True)
+    page.fill("#glossary", "spring = बसंत\nzebra")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    expect(page.locator("#error")).to_have_text("Glossary line 2: write “English = Hindi”, with both sides.")
+    assert outside == []

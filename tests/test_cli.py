@@ -259,3 +259,39 @@ def test_translate_prints_alignments_and_takes_an_ensemble(tiny_model, capsys):
     assert main(["translate", "-m", str(tiny_model), "-m", str(tiny_model), "Flowers bloom in spring."]) == 0
     assert capsys.readouterr().out.strip() == text  # the same model twice translates as once
     assert run("translate", "-m", str(tiny_model), "--alignments", "--n-best", "2", "Hi").returncode == 2
+
+
+def test_translate_with_a_glossary_forces_its_terms(tiny_model, tmp_path, capsys):
+    terms = tmp_path / "terms.tsv"
+    terms.write_text("spring\tबसंत\nzebra\tज़ेबरा\n", encoding="utf-8")
+    argv = ["translate", "-m", str(tiny_model), "--glossary", str(terms), "Flowers bloom in spring.", "Hi."]
+    assert main([*argv, "--beam-size", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].count("बसंत") == 1 and out[1] == Translator.load(tiny_model, "cpu").translate("Hi.", 4)
+    assert main([*argv, "--n-best", "2"]) == 0
+    blocks = capsys.readouterr().out.split("\n\n")
+    assert all("बसंत" in line for line in blocks[0].splitlines())  # every alternative holds the term
+    assert main([*argv, "--beam-size", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "बसंत" in out.splitlines()[0] and "--glossary with beam size 1: each term goes in as early" in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "terms.tsv: no such file"),
+    (b"spring\n", "terms.tsv:1: expected English<TAB>Hindi, found no tab"),
+    (b"spring\t \n", "terms.tsv:1: the Hindi side is empty"),
+    ("\t\u092b\n".encode(), "terms.tsv:1: the English side is empty"),
+    (b"ok\tx\n\xff\tx\n", "terms.tsv:2: invalid UTF-8 at byte 0: b'\\xff\\tx'"),
+])
+def test_a_bad_glossary_is_one_line_naming_the_file_and_line(tiny_model, tmp_path, capsys, content, message):
+    path = tmp_path / "terms.tsv"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["translate", "-m", str(tiny_model), "--glossary", str(path), "Hi."]) == 2
+    assert capsys.readouterr().err == f"rnnmt translate: error: {tmp_path}/{message}\n"
+
+
+def test_the_numpy_engine_refuses_a_glossary(tiny_model, tmp_path, capsys):
+    assert main(["translate", "-m", str(tiny_model), "--engine", "numpy", "--glossary", str(tmp_path / "t"), "Hi"]) == 2
+    assert "--engine numpy searches greedily only: drop --beam-size, --n-best, --alignments and --glossary" in (
+        capsys.readouterr().err)

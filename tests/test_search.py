@@ -1,4 +1,5 @@
-"""Search: greedy is the seed's argmax, compiled or not; beam 1 is greedy; wider beams find better-scored output."""
+"""Search: greedy is the seed's argmax, compiled or not; beam 1 is greedy; wider beams find better-scored output;
+constrained beam search (dynamic beam allocation) puts every constraint in every output, within the length limit."""
 
 import pytest
 import torch
@@ -6,8 +7,22 @@ import torch
 from rnnmt.batching import pad
 from rnnmt.config import CorpusConfig, ModelConfig, SearchConfig
 from rnnmt.data import read_corpus
+from rnnmt.glossary import word_glue
 from rnnmt.model import build_model, quantize
-from rnnmt.search import GreedyLoop, beam_search, best_extensions, greedy_loop, greedy_search, length_limits
+from rnnmt.search import (
+    Constraints,
+    GreedyLoop,
+    Progress,
+    advance,
+    bank_sizes,
+    beam_search,
+    best_extensions,
+    constrained_beam_search,
+    dba_step,
+    greedy_loop,
+    greedy_search,
+    length_limits,
+)
 from rnnmt.translator import Translator
 from rnnmt.vocabulary import BOS, EOS, encode_source
 
@@ -156,3 +171,92 @@ def test_ranking_each_rows_best_words_equals_ranking_every_word():
     torch.testing.assert_close(best, full)
     assert origin.tolist() == (index // vocab + torch.arange(batch)[:, None] * k).view(-1).tolist()
     assert token.tolist() == (index % vocab).view(-1).tolist()
+
+
+def test_banks_share_the_beam_and_hand_on_the_slots_they_cannot_fill():
+    top = torch.tensor([2])  # two constraint tokens: banks 0, 1 and 2
+    assert bank_sizes(torch.tensor([[9, 9, 9]]), top, 5).tolist() == [[1, 1, 3]]  # 5 // 3 each, the rest on top
+    assert bank_sizes(torch.tensor([[9, 0, 1]]), top, 5).tolist() == [[4, 0, 1]]  # spare slots fall to lower banks
+    assert bank_sizes(torch.tensor([[0, 9, 0]]), top, 5).tolist() == [[0, 5, 0]]  # bank 0's go round to the top
+    assert bank_sizes(torch.tensor([[1, 1, 1]]), top, 5).tolist() == [[1, 1, 1]]  # fewer candidates than beams
+    assert bank_sizes(torch.tensor([[5, 2, 0, 0]]), torch.tensor([3]), 1).tolist() == [[0, 1, 0, 0]]  # beam 1
+    both = bank_sizes(torch.tensor([[9, 9, 9], [9, 0, 0]]), torch.tensor([2, 0]), 5)  # each sentence its banks
+    assert both.tolist() == [[1, 1, 3], [5, 0, 0]]
+
+
+def test_advance_tracks_met_constraints_and_the_one_in_progress():
+    cons = Constraints.of([[[5, 6], [7]]] * 2, torch.device("cpu"))  # a two-token and a one-token constraint
+    progress = Progress.start(2, 2, torch.device("cpu"))
+    progress.inside[1], progress.done[1] = 0, 1  # row 1 has produced 5, the first token of [5, 6]
+    after = advance(progress, cons, torch.tensor([[5, 7, 4], [6, 5, 4]]))
+    assert after.met.tolist() == [[[False, False], [False, True], [False, False]],
+                                  [[True, False], [False, False], [False, False]]]
+    assert after.inside.tolist() == [[0, -1, -1], [-1, 0, -1]]  # 5 after 5 starts [5, 6] again; 4 leaves it
+    assert after.done.tolist() == [[1, 0, 0], [0, 1, 0]]
+    assert after.ended.tolist() == [[False, True, False], [True, False, False]]
+    assert after.met_tokens(cons.lengths[:, None, :]).tolist() == [[1, 1, 0], [2, 1, 0]]  # the banks
+
+
+def test_one_dba_step_keeps_the_best_of_each_bank_where_beam_search_keeps_the_best():
+    """One sentence, beam 3, one constraint [6, 7]: beam 0 has met nothing, beam 1 has produced 6, beam 2 is empty."""
+    cons = Constraints.of([[[6, 7]]] * 3, torch.device("cpu"))
+    progress = Progress.start(3, 1, torch.device("cpu"))
+    progress.inside[1], progress.done[1] = 0, 1
+    scores = torch.tensor([[0.0, -1.0, float("-inf")]])
+    log_probs = torch.full((3, 8), -10.0)
+    log_probs[0, [4, 5, 1, 6]] = torch.tensor([-0.125, -0.5, -3.0, -6.0])  # 6 is not among beam 0's 3 best words
+    log_probs[1, [4, 5, 7, 6]] = torch.tensor([-0.2, -0.3, -4.5, -7.0])  # 7, which goes on with [6, 7], is
+    origin, token, best = best_extensions(scores, log_probs, 3)
+    assert (origin.tolist(), token.tolist()) == ([0, 0, 1], [4, 5, 4])  # plain beam search drops the constraint
+    origin, token, best, after = dba_step(scores, log_probs, progress, cons, torch.tensor([2]), 3)
+    assert (origin.tolist(), token.tolist(), best.tolist()) == ([0, 1, 0], [4, 7, 6], [[-0.125, -5.5, -6.0]])
+    assert after.met_tokens(cons.lengths).tolist() == [0, 2, 1]  # banks 0, 2 and 1: one beam each
+    assert after.met[:, 0].tolist() == [False, True, False] and after.inside.tolist() == [-1, -1, 0]
+
+
+def contains(ids: list[int], part: list[int]) -> bool:
+    return any(ids[i : i + len(part)] == part for i in range(len(ids) - len(part) + 1))
+
+
+def test_every_output_holds_every_constraint_within_its_length_limit(tiny_model, one_thread):
+    translator = Translator.load(tiny_model, "cpu")
+    src, src_len = batch_of(translator, HELD_OUT[:30])
+    rng = torch.Generator().manual_seed(0)
+    glue = torch.tensor(word_glue(translator.tgt))  # no piece that goes on with a word after a constraint
+    for k, max_len in ((1, 200), (3, 9), (5, 14), (5, 200)):
+        search = SearchConfig(beam_size=k, n_best=k, max_len=max_len)
+        limits = length_limits(src_len, search).tolist()
+        constraints = []
+        for limit in limits:  # up to 3 constraints of 1-3 random words, as many as fit
+            sequences = [torch.randint(4, translator.tgt.size, (int(n),), generator=rng).tolist()
+                         for n in torch.randint(1, 4, (int(torch.randint(0, 4, (1,), generator=rng)),), generator=rng)]
+            while sum(map(len, sequences)) > limit - 1:
+                sequences.pop()
+            constraints.append(sequences)
+        results = beam_search(translator.model, src, src_len, search, translator.greedy, constraints, glue)
+        for n_best, sequences, limit in zip(results, constraints, limits, strict=True):
+            assert n_best and [h.score for h in n_best] == sorted((h.score for h in n_best), reverse=True)
+            for h in n_best:
+                assert len(h.ids) + 1 <= limit and all(contains(h.ids, ids) for ids in sequences), (k, max_len)
+
+
+def test_constraints_that_fill_the_length_limit_are_the_whole_output(tiny_model):
+    translator = Translator.load(tiny_model, "cpu")
+    src, src_len = batch_of(translator, HELD_OUT[:6])
+    search = SearchConfig(beam_size=4, n_best=4, max_len=6)  # 5 words and </s> at most
+    results = beam_search(translator.model, src, src_len, search, constraints=[[[40, 41], [42, 43, 44]]] * 6)
+    for n_best in results:
+        assert {tuple(h.ids) for h in n_best} <= {(40, 41, 42, 43, 44), (42, 43, 44, 40, 41)}
+    with pytest.raises(ValueError, match="sentence 0: its constraints need 6 tokens, but its output may have 5 "):
+        constrained_beam_search(translator.model, src, src_len, search, [[[40, 41, 42], [43, 44, 45]]] * 6)
+
+
+def test_dba_without_constraints_is_exactly_beam_search(tiny_model):
+    translator = Translator.load(tiny_model, "cpu")
+    src, src_len = batch_of(translator, HELD_OUT[:30])
+    for k in (1, 4):
+        search = SearchConfig(beam_size=k, n_best=k)
+        plain = beam_search(translator.model, src, src_len, search, translator.greedy)
+        dba = constrained_beam_search(translator.model, src, src_len, search, [[]] * 30, translator.greedy)
+        for p, d in zip(plain, dba, strict=True):
+            same_hypotheses(d, p)

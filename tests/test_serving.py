@@ -1,5 +1,6 @@
-"""The REST API: happy paths, every limit and error as JSON, micro-batching, fuzzed input that never gives a 500,
-and the guards: body limit (chunked too, on a real server), hardening headers, Host check, CORS and API key."""
+"""The REST API: happy paths (glossaries too), every limit and error as JSON, micro-batching, fuzzed input that never
+gives a 500, and the guards: body limit (chunked too, on a real server), hardening headers, Host check, CORS and API
+key."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import served
+from rnnmt.glossary import Glossary
 from rnnmt.serving import CSP, STATIC, ServeSettings, create_app, host_name
 from rnnmt.translator import Translator
 
-LIMITS = ServeSettings(max_chars=200, max_texts=4, max_beam=4, queue_size=8, timeout_s=20.0)
+LIMITS = ServeSettings(max_chars=200, max_texts=4, max_beam=4, queue_size=8, timeout_s=20.0, max_glossary_terms=3,
+                       max_term_chars=20)
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HARDENING = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "content-security-policy": CSP}
 
@@ -57,11 +60,12 @@ class Gate:
     """Stands in for ``translate_full``: records each call's texts and blocks until opened."""
 
     def __init__(self, translator: Translator):
-        self.real, self.calls = translator.translate_full, []
+        self.real, self.calls, self.glossaries = translator.translate_full, [], []
         self.entered, self.opened = threading.Event(), threading.Event()
 
     def __call__(self, texts: list[str], *args: Any) -> list:
         self.calls.append(list(texts))
+        self.glossaries.append(args[2] if len(args) > 2 else None)
         self.entered.set()
         self.opened.wait(10)
         return self.real(texts, *args)
@@ -111,6 +115,41 @@ def test_beam_size_and_n_best(client, translator):
     (t,) = body["translations"]
     assert body["beam_size"] == 3 and t["text"] == expected.text
     assert [(a["text"], pytest.approx(a["score"])) for a in t["n_best"]] == expected.n_best
+
+
+def test_a_glossary_forces_its_terms_into_the_texts_that_hold_them(client, translator):
+    texts = ["Flowers bloom in spring.", "Don't be late."]
+    glossary = [{"source": "Spring", "target": "बसंत"}]
+    body = client.post("/translate", json={"texts": texts, "beam_size": 4, "n_best": 2, "glossary": glossary}).json()
+    expected = translator.translate_full(texts, 4, 2, Glossary.of({"Spring": "बसंत"}))
+    forced, free = body["translations"]
+    assert forced["text"] == expected[0].text and forced["text"].count("बसंत") == 1
+    assert all("बसंत" in a["text"] for a in forced["n_best"])
+    assert forced["terms"] == glossary and forced["warnings"] == []
+    assert free["text"] == translator.translate("Don't be late.", 4) and free["terms"] == []
+    body = client.post("/translate", json={"text": "Flowers bloom in spring.", "glossary": [
+        {"source": "spring", "target": "春"}]}).json()
+    assert body["translations"][0]["warnings"] == [
+        "glossary term 'spring': the model's Hindi vocabulary cannot write '春' (it has <unk>); not forced"]
+
+
+def test_requests_share_a_model_call_only_with_an_equal_glossary(translator, monkeypatch):
+    gate = Gate(translator)
+    monkeypatch.setattr(translator, "translate_full", gate)
+    answers: list = []
+    spring = [{"source": "spring", "target": "बसंत"}]
+    with local_client(create_app(translator)) as client:
+        threads = [post_in_thread(client, {"text": "How are you?"}, answers)]
+        assert gate.entered.wait(10)  # the model is busy with the first request while three more arrive
+        threads += [post_in_thread(client, {"text": text, "glossary": glossary}, answers) for text, glossary in (
+            ("Flowers bloom in spring.", spring), ("Spring is here.", spring), ("Hello.", None))]
+        wait_for_pending(client, 4)
+        gate.opened.set()
+        for thread in threads:
+            thread.join(10)
+    calls = sorted(zip(map(len, gate.calls), map(str, gate.glossaries), strict=True))
+    assert calls == [(1, "None"), (1, "None"), (2, str(Glossary.of({"spring": "बसंत"})))]
+    assert all(answer.status_code == 200 for answer in answers) and len(answers) == 4
 
 
 def test_health_and_model_metadata(client):
@@ -174,6 +213,14 @@ def test_explain_gives_the_step_by_step_record(client, translator):
     ({"text": "a", "beam_size": "3"}, 422, "invalid_request"),
     ({"text": "a", "beam_size": True}, 422, "invalid_request"),
     ({"text": "a", "colour": "red"}, 422, "invalid_request"),
+    ({"text": "a", "glossary": [{"source": "a", "target": "b"}] * 4}, 413, "too_many_terms"),
+    ({"text": "a", "glossary": [{"source": "a", "target": "ब" * 21}]}, 413, "term_too_long"),
+    ({"text": "a", "glossary": [{"source": " ", "target": "b"}]}, 422, "invalid_glossary"),
+    ({"text": "a", "glossary": [{"source": "a", "target": "b"}, {"source": "A", "target": "c"}]}, 422,
+     "invalid_glossary"),
+    ({"text": "a", "glossary": [{"source": "a"}]}, 422, "invalid_request"),
+    ({"text": "a", "glossary": [{"source": "a", "target": "b", "note": "c"}]}, 422, "invalid_request"),
+    ({"text": "a", "glossary": {"a": "b"}}, 422, "invalid_request"),
 ])
 def test_every_limit_and_bad_field_is_a_json_error(client, body, status, code):
     assert_error(client.post("/translate", json=body), status, code)
@@ -182,6 +229,12 @@ def test_every_limit_and_bad_field_is_a_json_error(client, body, status, code):
 def test_errors_name_the_field_and_the_limit(client):
     assert "text 1 has 201 characters; the limit is 200" in client.post(
         "/translate", json={"texts": ["ok", "b" * 201]}).json()["error"]["message"]
+    terms = [{"source": "a", "target": "b"}, {"source": "c", "target": "d" * 21}]
+    assert client.post("/translate", json={"text": "a", "glossary": terms}).json()["error"]["message"] == (
+        "glossary[1].target has 21 characters; the limit is 20")
+    terms = [{"source": "a", "target": "b"}, {"source": "a", "target": " "}]
+    assert client.post("/translate", json={"text": "a", "glossary": terms}).json()["error"]["message"] == (
+        "glossary[1]: the Hindi side is empty")
     error = assert_error(client.post("/translate", json={"text": 7}), 422, "invalid_request")
     assert error["details"] == [{"field": "text", "message": "Input should be a valid string"}]
 
@@ -190,6 +243,7 @@ def test_errors_name_the_field_and_the_limit(client):
     (b"", {"content-type": "application/json"}),
     (b"{not json", {"content-type": "application/json"}),
     (b'{"text": "\\ud800"}', {"content-type": "application/json"}),
+    (b'{"text": "a", "glossary": [{"source": "\\ud800", "target": "b"}]}', {"content-type": "application/json"}),
     (b"\xff\xfe\x00", {"content-type": "application/json"}),
     (b"[1, 2]", {"content-type": "application/json"}),
     (b"null", {"content-type": "application/json"}),
@@ -424,7 +478,9 @@ JSON = st.recursive(SCALARS,
                     max_leaves=12)
 FIELDS = st.fixed_dictionaries({}, optional={
     "text": st.text(max_size=300) | JSON, "texts": st.lists(st.text(max_size=60), max_size=6) | JSON,
-    "beam_size": st.integers(-3, 8) | JSON, "n_best": st.integers(-3, 8) | JSON, "extra": JSON})
+    "beam_size": st.integers(-3, 8) | JSON, "n_best": st.integers(-3, 8) | JSON, "extra": JSON,
+    "glossary": st.lists(st.fixed_dictionaries({"source": st.text(max_size=12), "target": st.text(max_size=12)}),
+                         max_size=4) | JSON})
 
 
 def assert_answered(response) -> None:

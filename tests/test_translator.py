@@ -1,10 +1,14 @@
-"""Translator: the Python API over a model folder."""
+"""Translator: the Python API over a model folder, with glossaries."""
 
 import math
+import re
 
 import pytest
 import torch
 
+from rnnmt.config import CorpusConfig
+from rnnmt.data import read_corpus
+from rnnmt.glossary import Glossary
 from rnnmt.search import Hypothesis
 from rnnmt.translator import Translator, word_alignment
 from rnnmt.vocabulary import SPECIALS, UNK, WordTokenizer
@@ -112,6 +116,8 @@ def test_int8_weights_translate_much_like_fp32_and_only_on_the_cpu(tiny_model):
     (lambda t: list(t.translate_stream(["Hi.", "Hi.", 3], chunk=2)), TypeError, r"lines\[2\] must be a str, got int"),
     (lambda t: t.score(["Hi."], None), TypeError, "targets must be a list of str, got NoneType"),
     (lambda t: t.score(["\ud800"], ["x"]), ValueError, r"sources\[0\] is not valid Unicode"),
+    (lambda t: t.translate("Hi.", glossary={"hi": "नमस्ते"}), TypeError, "glossary must be a Glossary .Glossary.of"),
+    (lambda t: t.translate_stream(["Hi."], glossary=[]), TypeError, "glossary must be a Glossary"),
 ])
 def test_wrong_arguments_are_refused_at_the_door(tiny_model, call, error, message):
     with pytest.raises(error, match=message):
@@ -152,3 +158,75 @@ def test_alignments_name_real_words_of_both_sides(tiny_model):
         pairs = [tuple(map(int, pair.split("-"))) for pair in result.alignment.split()]
         assert [j for _, j in pairs] == list(range(len(result.text.split())))  # every Hindi word, once, in order
         assert all(0 <= i < len(result.source.split()) for i, _ in pairs)
+
+
+HINDI = ["कबूतर", "सूरजमुखी", "बसंत", "मछली"]  # pigeon, sunflower, spring, fish: not what these sentences say
+
+
+def held_out_glossary(sentences: list[str]) -> Glossary:
+    """Each sentence's longest word, to be translated as one of ``HINDI``."""
+    words: dict[str, str] = {}
+    for sentence in sentences:
+        words.setdefault(max(re.findall("[A-Za-z]+", sentence), key=len).lower(), HINDI[len(words) % len(HINDI)])
+    return Glossary.of(words)
+
+
+def test_every_glossary_term_found_appears_exactly_once(tiny_model, one_thread):
+    sentences = [en for en, _ in read_corpus(CorpusConfig(bundled="test"))][:40]
+    glossary = held_out_glossary(sentences)
+    translator = Translator.load(tiny_model, "cpu")
+    for beam_size in (1, 5):
+        plain = translator.translate_full(sentences, beam_size)
+        forced = translator.translate_full(sentences, beam_size, glossary=glossary)
+        for sentence, before, after in zip(sentences, plain, forced, strict=True):
+            terms = glossary.find(sentence)
+            assert terms and after.terms == [(t.source, t.target) for t in terms] and not after.warnings
+            words = [word.strip(".,!?;:।\"'") for word in after.text.split()]
+            for term in terms:
+                assert term.target not in before.text  # the model would not write it: it was forced
+                assert after.text.count(term.target) == 1, (sentence, after.text)
+                assert term.target in words, (after.text, term.target)  # a whole word, not a longer word's start
+        assert list(translator.translate_stream(sentences, beam_size, glossary=glossary)) == [t.text for t in forced]
+
+
+def test_a_glossary_that_matches_nothing_changes_nothing(tiny_model):
+    translator = Translator.load(tiny_model, "cpu")
+    sentences = [en for en, _ in read_corpus(CorpusConfig(bundled="test"))][:20]
+    unmatched = Glossary.of({"zebra crossing": "ज़ेबरा क्रॉसिंग", "spring": "बसंत"})  # "springs" is not "spring"
+    for beam_size, n_best in ((1, 1), (4, 3)):
+        plain = translator.translate_full(sentences + ["Hot springs."], beam_size, n_best)
+        assert translator.translate_full(sentences + ["Hot springs."], beam_size, n_best, unmatched) == plain
+    one = held_out_glossary(sentences[:1])  # a term in the first sentence only
+    mixed = translator.translate_full(sentences, 4, glossary=one)
+    plain = translator.translate_full(sentences, 4)
+    assert mixed[0].terms and mixed[0].text != plain[0].text
+    assert [(t.text, t.n_best) for t in mixed[1:]] == [(t.text, t.n_best) for t in plain[1:]]
+
+
+def test_terms_that_do_not_fit_the_length_limit_are_dropped_with_a_warning(tiny_model, caplog):
+    translator = Translator.load(tiny_model, "cpu")
+    translator.config.search.max_len = 8  # 7 tokens and </s>
+    glossary = Glossary.of({"spring": " ".join(HINDI), "flowers": "फूल"})
+    (result,) = translator.translate_full(["Flowers bloom in spring."], 3, glossary=glossary)
+    assert result.terms == [] and len(result.warnings) == 1
+    assert re.fullmatch(r"the glossary terms 'flowers', 'spring' need \d+ Hindi tokens, more than the 7 this "
+                        r"translation may have \(search.max_len_ratio, search.max_len\): translated without them",
+                        result.warnings[0])
+    assert result.text == translator.translate("Flowers bloom in spring.", 3) and len(result.tgt_pieces) <= 8
+    assert result.warnings[0] in caplog.text
+
+
+def test_a_term_the_model_cannot_write_is_not_forced(tiny_model):
+    translator = Translator.load(tiny_model, "cpu")
+    glossary = Glossary.of({"spring": "春", "flowers": "फूल"})
+    (result,) = translator.translate_full(["Flowers bloom in spring."], 3, glossary=glossary)
+    assert result.terms == [("flowers", "फूल")]
+    assert result.warnings == ["glossary term 'spring': the model's Hindi vocabulary cannot write '春' (it has <unk>);"
+                               " not forced"]
+
+
+def test_an_ensemble_follows_the_glossary_as_one_model_does(tiny_model):
+    glossary = Glossary.of({"spring": "बसंत"})
+    one = Translator.load(tiny_model, "cpu").translate("Flowers bloom in spring.", 4, glossary)
+    assert "बसंत" in one
+    assert Translator.load([tiny_model, tiny_model], "cpu").translate("Flowers bloom in spring.", 4, glossary) == one

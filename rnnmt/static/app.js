@@ -102,17 +102,46 @@ function sourceText() {
   return text;
 }
 
+/**
+ * The glossary box's terms as [{source, target}]: one a line, "English = Hindi" or English, a tab, Hindi (the
+ * first tab, else the first "=", splits a line); empty lines are skipped, a line without both sides is an error.
+ */
+function glossaryTerms(text) {
+  const terms = [];
+  text.split("\n").forEach((line, i) => {
+    if (!line.trim()) return;
+    const cut = line.includes("\t") ? line.indexOf("\t") : line.indexOf("=");
+    const source = cut < 0 ? "" : line.slice(0, cut).trim();
+    const target = cut < 0 ? "" : line.slice(cut + 1).trim();
+    if (!source || !target) throw new Error(`Glossary line ${i + 1}: write “English = Hindi”, with both sides.`);
+    terms.push({ source, target });
+  });
+  return terms;
+}
+
 async function translate() {
   const beam = Number($("beam").value);
-  const data = await api("/translate", { text: sourceText(), beam_size: beam, n_best: Math.min(beam, 5) });
+  const body = { text: sourceText(), beam_size: beam, n_best: Math.min(beam, 5) };
+  const terms = glossaryTerms($("glossary").value);
+  if (terms.length) body.glossary = terms;
+  const data = await api("/translate", body);
   const t = data.translations[0];
   $("hindi").textContent = t.text || "(empty translation)";
   const score = t.score === null ? "n/a" : t.score.toFixed(2);
   $("score").textContent = `log P = ${score} · beam ${data.beam_size} · ` +
     `${data.timings.total_ms.toFixed(0)} ms (model ${data.timings.model_ms.toFixed(0)} ms)`;
+  renderTerms(t);
   renderAlternatives(t.n_best.slice(1));
   $("result").hidden = false;
   renderHeatmap(t);
+}
+
+/** The glossary terms the translation was made to use, and those it could not use, with why. */
+function renderTerms(t) {
+  const used = t.terms.map((term) => `${term.source} → ${term.target}`);
+  const lines = (used.length ? [`Glossary terms used: ${used.join(", ")}.`] : []).concat(t.warnings);
+  $("terms").textContent = lines.join(" ");
+  $("terms").hidden = lines.length === 0;
 }
 
 function renderAlternatives(others) {
@@ -361,6 +390,13 @@ function objectTable(rows) {
   return table;
 }
 
+/** In the glossary box Enter starts a new term; Ctrl/Cmd+Enter translates. */
+function onGlossaryKey(event) {
+  if (event.key !== "Enter" || event.isComposing || !(event.ctrlKey || event.metaKey)) return;
+  event.preventDefault();
+  $("translate-form").requestSubmit();
+}
+
 /** Enter or Ctrl/Cmd+Enter translates; Shift+Enter keeps its new line; IME composition is left alone. */
 function onKey(event) {
   if (event.key !== "Enter" || event.isComposing || (event.shiftKey && !event.ctrlKey && !event.metaKey)) return;
@@ -375,6 +411,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("explain").addEventListener("click", () => busy(explain));
   $("source").addEventListener("keydown", onKey);
+  $("glossary").addEventListener("keydown", onGlossaryKey);
   $("api-key").addEventListener("change", loadModel);
   document.getElementsByName("attention-view").forEach((radio) => radio.addEventListener("change", drawHeatmap));
   loadModel();
