@@ -17,7 +17,7 @@ from rnnmt.config import (
 )
 
 
-@pytest.mark.parametrize("name", ["default", "seed", "shared"])
+@pytest.mark.parametrize("name", ["default", "seed", "shared", "shared-v1"])
 def test_bundled_configs_load(name):
     config = load_config(name)
     assert config.name == name
