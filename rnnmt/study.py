@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from rnnmt.batching import Batch, Example, collate, encode_pairs
-from rnnmt.cells import CELLS, SeedRNN, State
+from rnnmt.cells import CELLS, State
 from rnnmt.config import Config, ConfigError, CorpusConfig, ModelConfig, build, config_from_dict, set_dotted
 from rnnmt.data import load_pairs, normalize_hindi, read_corpus
 from rnnmt.decoders import DecoderState, Memory
@@ -353,61 +352,24 @@ def gradient_variant(base: Config, cell: str, budget: Budget) -> Config:
     return config
 
 
-def rnn_step(rnn: SeedRNN, h: Tensor, x: Tensor) -> Tensor:
-    """The seed's step 4 with the SeedRNN's own parameters: ``h_t = tanh(W h_{t-1} + U x_t + b)``."""
-    return torch.tanh(F.linear(h, rnn.W[0]) + F.linear(x, rnn.U[0], rnn.b[0]))
-
-
-def gru_step(rnn: nn.GRU, h: Tensor, x: Tensor) -> Tensor:
-    """torch's GRU cell with the layer's weights, U = weight_ih_l0, W = weight_hh_l0, b = bias_ih_l0, b_W = bias_hh_l0:
-
-        r_t = sigmoid(U_r x_t + b_r + W_r h_{t-1} + b_Wr)
-        z_t = sigmoid(U_z x_t + b_z + W_z h_{t-1} + b_Wz)
-        n_t = tanh(U_n x_t + b_n + r_t * (W_n h_{t-1} + b_Wn))
-        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
-    """
-    u_r, u_z, u_n = F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0).chunk(3, dim=-1)  # each batch x hidden
-    w_r, w_z, w_n = F.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0).chunk(3, dim=-1)
-    r, z = torch.sigmoid(u_r + w_r), torch.sigmoid(u_z + w_z)
-    n = torch.tanh(u_n + r * w_n)
-    return (1.0 - z) * n + z * h
-
-
-def lstm_step(rnn: nn.LSTM, state: tuple[Tensor, Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
-    """torch's LSTM cell with the layer's weights (gates [i; f; g; o], U = weight_ih_l0, W = weight_hh_l0):
-
-        i_t, f_t, o_t = sigmoid(U_. x_t + b_. + W_. h_{t-1} + b_W.)      input, forget, output gates
-        g_t = tanh(U_g x_t + b_g + W_g h_{t-1} + b_Wg)
-        c_t = f_t * c_{t-1} + i_t * g_t        h_t = o_t * tanh(c_t)
-    """
-    h, c = state
-    gates = F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0) + F.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0)
-    i, f, g, o = gates.chunk(4, dim=-1)  # each batch x hidden
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
-
-
 def stepwise_encode(model: Seq2Seq, src: Tensor) -> tuple[list[Tensor], State]:
     """h_1 .. h_T (each batch x hidden), one position at a time, and the final state as ``Encoder`` gives it.
 
-    The same states as the encoder's fused kernel (tested), but each h_t is a tensor of its own, so that
-    autograd can give dL/dh_t. src: batch x T, no padding (every source of the batch has length T).
+    Each step runs the encoder's own recurrence (the seed's ``h_t = tanh(W h_{t-1} + U x_t + b)``, or torch's
+    GRU or LSTM kernel) on one position, from the h_{t-1} the step before gave. So the states are the model's,
+    and each h_t is a tensor of its own that the next step reads: autograd can give dL/dh_t.
+    src: batch x T, no padding (every source of the batch has length T).
     """
     encoder = model.encoder
     x = encoder.embed(src)  # batch x T x emb
-    start = encoder.initial_state(src.size(0))  # 1 x batch x hidden (a pair for the LSTM), or None for zeros
-    zeros = x.new_zeros(src.size(0), encoder.hidden_size)  # batch x hidden
-    if encoder.cell == "lstm":
-        state = (start[0][0], start[1][0]) if start is not None else (zeros, zeros)
-    else:
-        state = start[0] if start is not None else zeros
-    step = {"rnn": rnn_step, "gru": gru_step, "lstm": lstm_step}[encoder.cell]
+    state = encoder.initial_state(src.size(0))  # 1 x batch x hidden (a pair for the LSTM), or None for zeros
     hs = []
     for t in range(src.size(1)):
-        state = step(encoder.rnn, state, x[:, t])
-        hs.append(state[0] if isinstance(state, tuple) else state)
-    final = (state[0][None], state[1][None]) if isinstance(state, tuple) else state[None]  # 1 x batch x hidden
-    return hs, final
+        _, state = encoder.rnn(x[:, t : t + 1], state)
+        h = state[0][0] if isinstance(state, tuple) else state[0]  # batch x hidden
+        hs.append(h)
+        state = (h[None], state[1]) if isinstance(state, tuple) else h[None]  # the next step reads this h
+    return hs, state
 
 
 def last_token_only(tgt_out: Tensor) -> Tensor:
