@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -140,27 +141,47 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, search: SearchConf
     """
     if constraints is not None:
         return constrained_beam_search(model, src, src_len, search, constraints, loop, glue)
-    batch, k = src.size(0), search.beam_size
+    k = search.beam_size
     _, memory, state = model.encode(src, src_len)
     limits = length_limits(src_len, search).to(src.device)
     greedy = greedy_decode(model, memory, state, limits, loop)
-    rows = torch.arange(batch, device=src.device).repeat_interleave(k)  # (batch * k)
+    trail, scores = run_beams(model, memory, state, limits, k,
+                              lambda scores, log_probs, free, slots: best_extensions(scores, log_probs, k))
+    return collect_beams(trail, scores, greedy, k, search.n_best, search.length_penalty)
+
+
+Choose = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
+
+
+def run_beams(model: Seq2Seq, memory: Memory, state: DecoderState, limits: Tensor, k: int,
+              choose: Choose) -> tuple[list[tuple[Tensor, Tensor, Tensor | None]], Tensor]:
+    """The loop of beam search, plain or constrained: k beams per sentence, one decoder step at a time.
+
+    ``choose(scores, log_probs, free, slots)`` picks the next beams from the beams' scores (batch x k) and
+    next-word log-probabilities (batch * k x V, finished rows and rows at their limit already forced to </s>):
+    their origin rows and words (batch * k) and scores (batch x k). ``free`` marks the rows so forced, ``slots``
+    the words each row may still add before </s>. Returns the (origin, word, attention) of every step and the
+    final scores; it stops when every beam has ended or is empty (scored -inf).
+    """
+    batch, device = limits.size(0), limits.device
+    rows = torch.arange(batch, device=device).repeat_interleave(k)  # (batch * k)
     memory, state, limits = memory.select(rows), state.select(rows), limits[rows]
-    scores = torch.full((batch, k), float("-inf"), device=src.device)
+    scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # only the first beam is live before the first word
-    y = torch.full((batch * k, 1), BOS, dtype=torch.long, device=src.device)
-    finished = torch.zeros(batch * k, dtype=torch.bool, device=src.device)
+    y = torch.full((batch * k, 1), BOS, dtype=torch.long, device=device)
+    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
     trail: list[tuple[Tensor, Tensor, Tensor | None]] = []  # (origin, token, alpha) per step
     for t in range(int(limits.max())):
         logits, state, alpha = model.decoder.step(y, state, memory)
-        log_probs = constrain(torch.log_softmax(logits[:, -1].float(), dim=-1), finished, t + 1 >= limits)
-        origin, token, best = best_extensions(scores, log_probs, k)
+        at_limit = t + 1 >= limits
+        log_probs = constrain(torch.log_softmax(logits[:, -1].float(), dim=-1), finished, at_limit)  # rows x V
+        origin, token, scores = choose(scores, log_probs, finished | at_limit, limits - 1 - t)
         trail.append((origin, token, alpha))
-        state, scores, y = state.select(origin), best, token[:, None]
+        state, y = state.select(origin), token[:, None]
         finished = finished[origin] | (token == EOS)
-        if bool(finished.all()):
+        if bool((finished | (scores.view(-1) == float("-inf"))).all()):  # every beam ended, or empty
             break
-    return collect_beams(trail, scores, greedy, k, search.n_best, search.length_penalty)
+    return trail, scores
 
 
 def best_extensions(scores: Tensor, log_probs: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -464,23 +485,14 @@ def constrained_beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, search
                          f"have {int(limits[b]) - 1} besides </s> (search.max_len_ratio, search.max_len)")
     greedy = greedy_decode(model, memory, state, limits, loop) if not all(constraints) else [None] * batch
     fallbacks = [None if sequences else g for g, sequences in zip(greedy, constraints, strict=True)]
-    rows = torch.arange(batch, device=device).repeat_interleave(k)  # (batch * k)
-    memory, state, limits, cons = memory.select(rows), state.select(rows), limits[rows], wanted.select(rows)
+    cons = wanted.select(torch.arange(batch, device=device).repeat_interleave(k))  # (batch * k) rows
     progress = Progress.start(batch * k, cons.lengths.size(1), device)
-    scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # only the first beam is live before the first word
-    y = torch.full((batch * k, 1), BOS, dtype=torch.long, device=device)
-    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
-    trail: list[tuple[Tensor, Tensor, Tensor | None]] = []  # (origin, token, alpha) per step
-    for t in range(int(limits.max())):
-        logits, state, alpha = model.decoder.step(y, state, memory)
-        at_limit = t + 1 >= limits
-        log_probs = constrain(torch.log_softmax(logits[:, -1].float(), dim=-1), finished, at_limit)  # rows x V
-        log_probs = steer(log_probs, progress, cons, limits - 1 - t, finished | at_limit, glue)
-        origin, token, scores, progress = dba_step(scores, log_probs, progress, cons, wanted.total, k)
-        trail.append((origin, token, alpha))
-        state, y = state.select(origin), token[:, None]
-        finished = finished[origin] | (token == EOS)
-        if bool((finished | (scores.view(-1) == float("-inf"))).all()):  # every beam ended, or empty
-            break
+
+    def choose(scores: Tensor, log_probs: Tensor, free: Tensor, slots: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        nonlocal progress
+        log_probs = steer(log_probs, progress, cons, slots, free, glue)
+        origin, token, best, progress = dba_step(scores, log_probs, progress, cons, wanted.total, k)
+        return origin, token, best
+
+    trail, scores = run_beams(model, memory, state, limits, k, choose)
     return collect_beams(trail, scores, fallbacks, k, search.n_best, search.length_penalty)
