@@ -133,6 +133,8 @@ class TrainConfig:
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
     weight_decay: float = 0.0
+    lr_schedule: Literal["plateau", "cooldown"] = "plateau"  # cooldown: held, then down to min_lr at the budget's end
+    lr_cooldown: float = 0.2  # the last share of the budget over which the cooldown schedule falls to min_lr
     lr_factor: float = 0.5  # reduce on plateau of the dev loss
     lr_patience: int = 2
     min_lr: float = 1e-5
@@ -349,6 +351,11 @@ def validate(config: Config, where: str) -> None:
             raise ConfigError(f"{where}: {name} must be in [0, 1), got {value}")
     if s.n_best > s.beam_size:
         raise ConfigError(f"{where}: search.n_best ({s.n_best}) cannot exceed search.beam_size ({s.beam_size})")
+    if t.lr_schedule == "cooldown" and not (t.max_steps or t.max_minutes):
+        raise ConfigError(f"{where}: train.lr_schedule cooldown ends with train.max_steps or train.max_minutes;"
+                          " set one of them")
+    if not 0.0 < t.lr_cooldown <= 1.0:
+        raise ConfigError(f"{where}: train.lr_cooldown must be in (0, 1], got {t.lr_cooldown}")
     if m.input_feeding and m.attention == "none":
         raise ConfigError(f"{where}: model.input_feeding needs an attention other than none")
     if v.sampling and v.kind != "sentencepiece":

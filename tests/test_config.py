@@ -50,6 +50,10 @@ def test_range_checks():
         config_from_dict({"model": {"dropout": 1.5}})
     with pytest.raises(ConfigError, match="input_feeding needs an attention"):
         config_from_dict({"model": {"input_feeding": True, "attention": "none"}})
+    with pytest.raises(ConfigError, match="lr_schedule cooldown ends with train.max_steps or train.max_minutes"):
+        config_from_dict({"train": {"lr_schedule": "cooldown", "max_steps": 0, "max_minutes": 0}})
+    with pytest.raises(ConfigError, match=r"train.lr_cooldown must be in \(0, 1\], got 0.0"):
+        config_from_dict({"train": {"lr_cooldown": 0.0}})
     with pytest.raises(ConfigError, match="aligned files need both src and tgt"):
         config_from_dict({"data": {"train": [{"src": "a.en"}]}})
 

@@ -83,6 +83,28 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, levers):
         assert torch.equal(tensor, split["ema"][name]), name
 
 
+@pytest.mark.parametrize("cooldown", [0.5, 1.0])
+def test_the_cooldown_schedule_holds_then_falls_to_min_lr_as_the_budget_runs_out(tmp_path, cooldown):
+    config = tiny_config(train={"max_steps": 40, "valid_every": 10, "log_every": 5, "lr": 0.002, "min_lr": 1e-4,
+                                "lr_schedule": "cooldown", "lr_cooldown": cooldown,
+                                "lr_patience": 0})  # the plateau rule would halve it at once
+    train(config_from_dict(config), tmp_path / "run")
+    history = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["progress"]["history"]
+    logged = {h["step"]: h["lr"] for h in history if "train_loss" in h}
+    # the rate of step s is set before it, with s - 1 of the 40 steps used; never below min_lr
+    by_hand = {s: max(1e-4, 0.002 * min(1.0, (1 - (s - 1) / 40) / cooldown)) for s in range(5, 41, 5)}
+    assert logged == pytest.approx(by_hand)
+    assert logged[20] == (0.002 if cooldown == 0.5 else pytest.approx(0.002 * 21 / 40))
+
+
+def test_the_budget_used_is_the_steps_or_the_minutes_whichever_is_further():
+    t = config_from_dict(tiny_config(train={"max_steps": 100, "max_minutes": 2.0})).train
+    assert training.budget_used(t, 10, 60.0) == pytest.approx(0.5)
+    assert training.budget_used(t, 80, 60.0) == pytest.approx(0.8)
+    assert training.out_of_budget(t, 100, 0.0) and training.out_of_budget(t, 1, 120.0)
+    assert not training.out_of_budget(t, 99, 119.0)
+
+
 def test_same_seed_same_model_other_seed_other_model(tmp_path):
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         train(config_from_dict(tiny_config(train={"max_steps": 10, "valid_every": 10, "seed": seed})), tmp_path / name)
