@@ -97,6 +97,21 @@ def test_the_cooldown_schedule_holds_then_falls_to_min_lr_as_the_budget_runs_out
     assert logged[20] == (0.002 if cooldown == 0.5 else pytest.approx(0.002 * 21 / 40))
 
 
+def test_a_run_resumed_in_its_cooldown_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    config = config_from_dict(tiny_config(train={"max_steps": 40, "valid_every": 10, "max_epochs": 100,
+                                                 "lr_schedule": "cooldown", "lr_cooldown": 0.75}))
+    train(config, tmp_path / "whole")
+    with monkeypatch.context() as patch:  # killed after step 25, ten steps into the cooldown
+        patch.setattr(training, "out_of_budget", lambda t, step, seconds: step >= 25)
+        train(config, tmp_path / "split")
+    train(config, tmp_path / "split", resume=True)
+    whole, split = (torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
+                    for name in ("whole", "split"))
+    assert split["progress"]["step"] == 40 and split["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.005 / 30)
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, split["model"][name]), name
+
+
 def test_the_budget_used_is_the_steps_or_the_minutes_whichever_is_further():
     t = config_from_dict(tiny_config(train={"max_steps": 100, "max_minutes": 2.0})).train
     assert training.budget_used(t, 10, 60.0) == pytest.approx(0.5)
