@@ -210,6 +210,11 @@ class Learner:
         for group in self.optimizer.param_groups:
             group["lr"] = value
 
+    def validated(self, dev_loss: float, t: TrainConfig) -> None:
+        """Let the plateau rule read a validation's dev loss (the cooldown schedule follows the budget instead)."""
+        if t.lr_schedule == "plateau":
+            self.scheduler.step(dev_loss)
+
     def average(self) -> None:
         """Fold the model's new weights into the moving average, if there is one."""
         if self.ema is not None:
@@ -352,8 +357,7 @@ class Trainer:
         record: dict[str, Any] = {"step": p.step, "lr": self.learner.lr}
         if self.dev:
             record.update(validate(self.translator, self.dev, t))
-            if t.lr_schedule == "plateau":
-                self.learner.scheduler.step(record["dev_loss"])
+            self.learner.validated(record["dev_loss"], t)
             self.board.validation(record, self.translator, self.dev[0])
         improved = record.get("dev_chrf", 0.0) > p.best_chrf or not self.dev
         p.history.append(record)

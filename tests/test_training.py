@@ -112,6 +112,16 @@ def test_a_run_resumed_in_its_cooldown_equals_an_uninterrupted_one(tmp_path, mon
         assert torch.equal(tensor, split["model"][name]), name
 
 
+@pytest.mark.parametrize(("schedule", "after"), [("plateau", 0.001), ("cooldown", 0.002)])
+def test_only_the_plateau_rule_halves_the_rate_when_the_dev_loss_rises(schedule, after):
+    t = config_from_dict(tiny_config(train={"lr": 0.002, "lr_factor": 0.5, "lr_patience": 0, "max_steps": 9,
+                                            "lr_schedule": schedule})).train
+    learner = training.Learner.build(torch.nn.Linear(2, 2), t)
+    for dev_loss in (3.0, 2.0, 2.5):  # better, better, worse: patience 0 acts on the first worse one
+        learner.validated(dev_loss, t)
+    assert learner.lr == pytest.approx(after)
+
+
 def test_the_budget_used_is_the_steps_or_the_minutes_whichever_is_further():
     t = config_from_dict(tiny_config(train={"max_steps": 100, "max_minutes": 2.0})).train
     assert training.budget_used(t, 10, 60.0) == pytest.approx(0.5)
